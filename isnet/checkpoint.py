@@ -1,0 +1,62 @@
+"""The project's own model checkpoint: the constructor config plus the weights, loadable without Hydra.
+
+Format (a plain dict, safe to read with ``weights_only=True``)::
+
+    {"format": "isnet", "version": 1, "config": {...ISNet kwargs...}, "state_dict": {...}, "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from isnet.models import ISNet
+from isnet.utils.io import CheckpointError, atomic_torch_save, safe_torch_load
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(
+    model: ISNet, path: str | os.PathLike, meta: dict[str, Any] | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``model`` (config + weights + ``meta``) atomically; refuses to replace a file unless ``overwrite``."""
+    payload = {
+        "format": "isnet",
+        "version": FORMAT_VERSION,
+        "config": dict(model.config),
+        "state_dict": model.state_dict(),
+        "meta": dict(meta or {}),
+    }
+    return atomic_torch_save(payload, path, overwrite=overwrite)
+
+
+def load_checkpoint(path: str | os.PathLike) -> ISNet:
+    """Load a checkpoint written by :func:`save_checkpoint` and return the model in eval mode.
+
+    Also accepts a Lightning checkpoint of ``isnet`` training (``hyper_parameters`` + ``state_dict`` with a
+    ``model.`` prefix) and a released sssegmentation file.
+    """
+    data = safe_torch_load(path)
+    if isinstance(data, dict) and data.get("format") == "isnet":
+        model = ISNet(**data["config"])
+        model.load_state_dict(data["state_dict"], strict=True)
+        model.meta = data.get("meta", {})
+        return model.eval()
+    if isinstance(data, dict) and "state_dict" in data and "hyper_parameters" in data:
+        hparams = data["hyper_parameters"]
+        config = hparams.get("model_config") or hparams.get("model")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: Lightning checkpoint without an ISNet 'model_config' hyper-parameter")
+        model = ISNet(**{k: v for k, v in config.items() if k != "pretrained"})
+        state = {k[len("model."):]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(state, strict=True)
+        model.meta = {"hyper_parameters": hparams}
+        return model.eval()
+    if isinstance(data, dict) and ("model" in data or any(k.startswith("backbone_net.") for k in data)):
+        from isnet.convert.sssegmentation import from_sssegmentation
+
+        return from_sssegmentation(data)
+    raise CheckpointError(f"{path}: not an isnet, Lightning or sssegmentation checkpoint")

@@ -1,0 +1,170 @@
+"""Load checkpoints released by sssegmentation (``{'model': state_dict, 'optimizer': ..., ...}``).
+
+Key mapping (reference -> isnet), one rule per component, each key matched by exactly one rule:
+
+* backbone: ``backbone_net.stem.{0,1,3,4,6}`` -> ``backbone.conv1.{0,1,3,4,6}``; ``backbone_net.stem.7`` ->
+  ``backbone.bn1``; ``backbone_net.layerN.*`` -> ``backbone.layerN.*`` (timm uses the same block names);
+* head: ``bottleneck``, ``ilc_net``, ``slc_net``, ``decoder_stage{1,2}``, ``shortcut`` -> ``head.<same>``;
+* auxiliary head: ``auxiliary_decoder.*`` unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from isnet.models import ISNet
+from isnet.utils.io import CheckpointError, safe_torch_load
+from isnet.zoo import ZooEntry, zoo_entry
+
+__all__ = ["KEY_RULES", "ConversionError", "from_sssegmentation", "infer_config", "sssegmentation_to_isnet"]
+
+
+class ConversionError(CheckpointError):
+    """The checkpoint does not map onto ISNet; the message lists the offending keys."""
+
+
+#: (reference regex, isnet replacement); every reference key must match exactly one rule.
+KEY_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^backbone_net\.stem\.([01346])\.(.+)$"), r"backbone.conv1.\1.\2"),
+    (re.compile(r"^backbone_net\.stem\.7\.(.+)$"), r"backbone.bn1.\1"),
+    (re.compile(r"^backbone_net\.(layer[1-4]\..+)$"), r"backbone.\1"),
+    (re.compile(r"^((?:bottleneck|ilc_net|slc_net|decoder_stage1|decoder_stage2|shortcut)\..+)$"), r"head.\1"),
+    (re.compile(r"^(auxiliary_decoder\..+)$"), r"\1"),
+]
+
+
+def _rename(key: str) -> str | None:
+    hits = [rule.sub(repl, key) for rule, repl in KEY_RULES if rule.match(key)]
+    if len(hits) > 1:  # guards the table itself
+        raise ConversionError(f"key {key!r} matches {len(hits)} conversion rules")
+    return hits[0] if hits else None
+
+
+def _unwrap(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
+    """Take the state dict out of a released file, a bare state dict, or a DDP (``module.``) state dict."""
+    if not isinstance(checkpoint, dict):
+        raise ConversionError(f"{source}: expected a dict (a state dict or {{'model': state_dict}}), "
+                              f"got {type(checkpoint).__name__}")  # fmt: skip
+    state = checkpoint.get("model", checkpoint)
+    if not isinstance(state, dict) or not state:
+        raise ConversionError(f"{source}: 'model' holds no state dict")
+    non_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if non_tensor:
+        raise ConversionError(f"{source}: entries that are not tensors: {non_tensor[:5]}")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def infer_config(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, Any]:
+    """Infer ISNet constructor arguments from reference tensors.
+
+    Backbone from the block structure (ResNeSt split-attention keys, number of layer3 blocks), classes from the
+    stage-2 classifier, the LIP variant from the presence of the ``shortcut`` branch.
+    """
+    layer3_blocks = {int(m[1]) for k in state if (m := re.match(r"^backbone_net\.layer3\.(\d+)\.", k))}
+    is_resnest = any(".conv2.fc1." in k for k in state)
+    depth = {6: 50, 23: 101}.get(len(layer3_blocks))
+    if depth is None or (is_resnest and depth != 101):
+        raise ConversionError(
+            f"{source}: cannot identify the backbone (layer3 has {len(layer3_blocks)} blocks, "
+            f"ResNeSt keys: {is_resnest}); supported: ResNet-50/101 v1c and ResNeSt-101 at output stride 8"
+        )
+    shortcut = any(k.startswith("shortcut.") for k in state)
+    classifier = "decoder_stage2.4.weight" if shortcut else "decoder_stage2.1.weight"
+    for key in (classifier, "bottleneck.0.weight", "ilc_net.correlate_net.query_project.0.0.weight"):
+        if key not in state:
+            raise ConversionError(f"{source}: missing key {key!r}: not an ISNet checkpoint of sssegmentation")
+    return dict(
+        backbone=f"{'resnest' if is_resnest else 'resnet'}{depth}_d8",
+        num_classes=int(state[classifier].shape[0]),
+        feats_channels=int(state["bottleneck.0.weight"].shape[0]),
+        transform_channels=int(state["ilc_net.correlate_net.query_project.0.0.weight"].shape[0]),
+        shortcut=shortcut,
+        # the LIP configs (the only ones with the shortcut) use LeakyReLU in the head; not visible in tensors
+        act="leaky_relu" if shortcut else "relu",
+        aux=any(k.startswith("auxiliary_decoder.") for k in state),
+    )
+
+
+def sssegmentation_to_isnet(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
+    """Rename reference keys onto ``target``'s and check that the two sets and all shapes agree exactly.
+
+    Raises:
+        ConversionError: listing unmapped, missing, unexpected and mis-shaped keys.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    unmapped = []
+    for key, value in state.items():
+        new_key = _rename(key)
+        if new_key is None:
+            unmapped.append(key)
+        else:
+            converted[new_key] = value
+    missing = sorted(set(target) - set(converted))
+    unexpected = sorted(set(converted) - set(target))
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in converted.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    if unmapped or missing or unexpected or mismatched:
+        parts = []
+        for title, items in (("unmapped", unmapped), ("missing", missing), ("unexpected", unexpected),
+                             ("shape mismatch", mismatched)):  # fmt: skip
+            if items:
+                shown = "\n    ".join(items[:20]) + (f"\n    ... and {len(items) - 20} more" if len(items) > 20 else "")
+                parts.append(f"  {title} ({len(items)}):\n    {shown}")
+        raise ConversionError(f"{source} does not match ISNet:\n" + "\n".join(parts))
+    return converted
+
+
+def from_sssegmentation(
+    checkpoint: str | os.PathLike | dict[str, Any], act: str | None = None, **overrides: Any
+) -> ISNet:
+    """Build ISNet from a released sssegmentation checkpoint and load it strictly.
+
+    Args:
+        checkpoint: path to a ``.pth`` (read with ``weights_only=True``: nothing in it is executed), a released
+            dict ``{'model': state_dict, ...}`` or a bare state dict (a ``module.`` prefix is removed).
+        act: head activation override; inferred as ``leaky_relu`` for the LIP variant, else ``relu``.
+        **overrides: further ISNet arguments (e.g. ``dropout``) that tensors cannot tell.
+
+    Returns:
+        The model in eval mode. If the file name is one of the 12 released names, ``model.zoo_entry`` holds its
+        experiment settings (and the inferred settings are checked against it).
+
+    Raises:
+        ConversionError: the tensors do not map exactly onto ISNet (lists the keys).
+        CheckpointError: the file is missing, unreadable or unsafe to unpickle.
+    """
+    source = str(checkpoint) if isinstance(checkpoint, str | os.PathLike) else "state dict"
+    raw = safe_torch_load(checkpoint) if isinstance(checkpoint, str | os.PathLike) else checkpoint
+    state = _unwrap(raw, source)
+    config = infer_config(state, source)
+    if act is not None:
+        config["act"] = act
+    config.update(overrides)
+    entry: ZooEntry | None = None
+    if source != "state dict":
+        try:
+            entry = zoo_entry(Path(source).name)
+        except KeyError:
+            entry = None
+        if entry is not None and (entry.backbone, entry.num_classes) != (config["backbone"], config["num_classes"]):
+            raise ConversionError(
+                f"{source} is named like the released {entry.release_name} ({entry.backbone}, "
+                f"{entry.num_classes} classes) but holds {config['backbone']} with {config['num_classes']} classes"
+            )
+    model = ISNet(**config)
+    converted = sssegmentation_to_isnet(state, model.state_dict(), source)
+    model.load_state_dict(converted, strict=True)
+    model.zoo_entry = entry
+    return model.eval()

@@ -1,0 +1,381 @@
+"""`SegDataModule`: the LightningDataModule base shared by every dataset.
+
+Reproduces the sssegmentation data loading contract (`ssseg/modules/datasets/builder.py`,
+`ssseg/train.py`): the configured batch size is the GLOBAL batch (the paper's "BS 16" over 8 GPUs), the
+train loader shuffles and drops the last incomplete batch, and evaluation runs one image at a time at
+the dataset's test resolution with labels kept at their original size.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from isnet.data.datasets.base import (
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SegFileDataset,
+    SegSample,
+    read_label,
+)
+
+__all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
+
+_STAGES = ("fit", "validate", "test", "predict", None)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy, ``random`` and the dataset's transform in a DataLoader worker.
+
+    Forked workers inherit identical copies of every random state; albumentations 2.x keeps its own
+    generator per ``Compose`` that ``torch`` never reseeds, so without this all workers would apply the
+    same augmentations. ``worker_info.seed`` already differs per worker, epoch and (through the sampler
+    generator) per run seed.
+    """
+    info = get_worker_info()
+    if info is None:  # pragma: no cover - only called inside workers
+        return
+    seed = info.seed % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    reseed = getattr(info.dataset, "reseed", None)
+    if callable(reseed):
+        reseed(seed)
+
+
+def seg_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate samples, stacking tensors when their sizes agree and keeping lists otherwise.
+
+    Evaluation images keep their own test-resized size and their original-size labels, so a batch of
+    several eval images generally cannot be stacked.
+
+    Args:
+        batch: Samples with ``image`` (3,h,w) float, ``mask`` (H,W) int64 and ``name``.
+
+    Returns:
+        Dict with ``image`` (N,3,h,w) tensor or list of (3,h,w), ``mask`` (N,H,W) tensor or list,
+        and ``name`` list[str].
+    """
+    out: dict[str, Any] = {}
+    for key in batch[0]:
+        values = [sample[key] for sample in batch]
+        if isinstance(values[0], torch.Tensor) and all(v.shape == values[0].shape for v in values):
+            out[key] = torch.stack(values)
+        else:
+            out[key] = values
+    return out
+
+
+def _pair(value: int | Sequence[int], setting: str) -> tuple[int, int]:
+    """Turn an int or a 2-sequence into a (h, w) tuple of positive ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    else:
+        try:
+            pair = tuple(int(v) for v in value)  # type: ignore[union-attr]
+        except TypeError:
+            raise ValueError(f"{setting} must be an int or [h, w], got {value!r}.") from None
+    if len(pair) != 2 or min(pair) <= 0:
+        raise ValueError(f"{setting} must be a positive int or [h, w] of positive ints, got {value!r}.")
+    return pair  # type: ignore[return-value]
+
+
+class SegDataModule(pl.LightningDataModule):
+    """Base DataModule: global batch split over ranks, seeded workers, train/val/test loaders.
+
+    Subclasses set the metadata (``name``, ``class_names``, ``palette``, ``flip_pairs``) and implement
+    :meth:`make_dataset`.
+
+    Args:
+        crop_size: Train crop (h, w) or a square side.
+        batch_size: GLOBAL train batch size; divided by ``trainer.world_size`` in :meth:`setup`.
+        num_workers: DataLoader workers per rank.
+        val_batch_size: Eval batch size per rank (1 as in the reference, images keep their own size).
+        pin_memory: Pin host memory for faster host-to-device copies.
+        seed: Seed of the train shuffling and augmentation streams (offset by the rank).
+        scale: Train resize target (long, short) before the ratio jitter; ``None`` = dataset default.
+        ratio_range: Train resize ratio range, r ~ U[lo, hi).
+        cat_max_ratio: Max share of one class in a train crop (crop retries, reference 0.75).
+        flip_prob: Horizontal flip probability in training.
+        test_scale: Eval resize target; ``None`` = dataset default.
+        test_keep_ratio: Whether the eval resize keeps the aspect ratio.
+        mean: Normalisation mean (RGB, 0-255 units).
+        std: Normalisation std (RGB, 0-255 units).
+    """
+
+    name: str = "segmentation"
+    default_scale: tuple[int, int] = (2048, 512)
+    default_test_scale: tuple[int, int] | None = (2048, 512)
+    lip: bool = False
+
+    def __init__(
+        self,
+        crop_size: int | Sequence[int] = (512, 512),
+        batch_size: int = 16,
+        num_workers: int = 4,
+        val_batch_size: int = 1,
+        pin_memory: bool = True,
+        seed: int = 0,
+        scale: Sequence[int] | None = None,
+        ratio_range: Sequence[float] = (0.5, 2.0),
+        cat_max_ratio: float = 0.75,
+        flip_prob: float = 0.5,
+        test_scale: Sequence[int] | None = None,
+        test_keep_ratio: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.crop_size = _pair(crop_size, "crop_size")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
+        if not isinstance(val_batch_size, int) or val_batch_size <= 0:
+            raise ValueError(f"val_batch_size must be a positive int, got {val_batch_size!r}.")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}.")
+        ratio_range = tuple(float(r) for r in ratio_range)
+        if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
+            raise ValueError(f"ratio_range must be [lo, hi] with 0 < lo <= hi, got {list(ratio_range)}.")
+        if not 0.0 < cat_max_ratio <= 1.0:
+            raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}.")
+        if not 0.0 <= flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}.")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std must be 3 RGB values with std > 0, got mean={mean}, std={std}.")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_batch_size = val_batch_size
+        self.pin_memory = pin_memory
+        self.seed = int(seed)
+        self.scale = _pair(scale, "scale") if scale is not None else tuple(self.default_scale)
+        self.ratio_range = ratio_range
+        self.cat_max_ratio = float(cat_max_ratio)
+        self.flip_prob = float(flip_prob)
+        if test_scale is not None:
+            self.test_scale: tuple[int, int] | None = _pair(test_scale, "test_scale")
+        else:
+            self.test_scale = tuple(self.default_test_scale) if self.default_test_scale else None
+        self.test_keep_ratio = bool(test_keep_ratio)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.ignore_index = IGNORE_INDEX
+        self.batch_size_per_device = batch_size
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    # ----------------------------------------------------------------------------------------------
+    # metadata
+    class_names: list[str] = []
+    palette: list[tuple[int, int, int]] = []
+    flip_pairs: list[tuple[int, int]] = []
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K (labels are in [0, K) or 255)."""
+        return len(self.class_names)
+
+    @property
+    def test_settings(self) -> dict[str, Any]:
+        """The dataset's default evaluation transform (what the val/test loaders apply)."""
+        return {
+            "scale": self.test_scale,
+            "keep_ratio": self.test_keep_ratio,
+            "label_resolution": "original",
+        }
+
+    # ----------------------------------------------------------------------------------------------
+    # transforms
+    def build_train_transform(self) -> Any:
+        """Albumentations train pipeline with this dataset's settings (see ``isnet.data.transforms``)."""
+        from isnet.data.transforms import build_train_transforms
+
+        return build_train_transforms(
+            scale=self.scale,
+            crop_size=self.crop_size,
+            ratio_range=self.ratio_range,
+            cat_max_ratio=self.cat_max_ratio,
+            flip_prob=self.flip_prob,
+            flip_pairs=list(self.flip_pairs),
+            lip=self.lip,
+            ignore_index=self.ignore_index,
+            mean=self.mean,
+            std=self.std,
+        )
+
+    def build_test_transform(self) -> Any:
+        """Albumentations eval pipeline (resize + normalise, no padding, image only)."""
+        from isnet.data.transforms import build_test_transforms
+
+        return build_test_transforms(
+            scale=self.test_scale, keep_ratio=self.test_keep_ratio, mean=self.mean, std=self.std
+        )
+
+    # ----------------------------------------------------------------------------------------------
+    # datasets
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "val"
+
+    def make_dataset(self, split: str, train: bool) -> Dataset:
+        """Build the dataset of ``split``; ``train`` selects the joint train transforms."""
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        """Nothing to download: datasets are prepared by ``scripts/prepare_<dataset>.py``."""
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Split the global batch over ranks and build the datasets the stage needs.
+
+        Raises:
+            ValueError: ``batch_size`` is not divisible by the world size, or a split is empty.
+        """
+        if stage not in _STAGES:
+            raise ValueError(f"stage must be one of {list(_STAGES)}, got {stage!r}.")
+        world_size, _ = self._world()
+        if self.batch_size % world_size != 0:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is the global batch and must be divisible by the number "
+                f"of devices (trainer.world_size = {world_size})."
+            )
+        self.batch_size_per_device = self.batch_size // world_size
+        if stage in ("fit", None) and self.train_dataset is None:
+            self.train_dataset = self._checked(self.make_dataset(self.train_split, train=True), self.train_split)
+        if stage in ("fit", "validate", None) and self.val_dataset is None:
+            self.val_dataset = self._checked(self.make_dataset(self.val_split, train=False), self.val_split)
+        if stage in ("test", "predict", None) and self.test_dataset is None:
+            self.test_dataset = self._checked(self.make_dataset(self.test_split, train=False), self.test_split)
+
+    def _checked(self, dataset: Dataset, split: str) -> Dataset:
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise ValueError(f"{self.name}: split {split!r} is empty; {self._where(split)}")
+        return dataset
+
+    def _where(self, split: str) -> str:
+        """Text telling the user where the split was looked for (overridden by file datasets)."""
+        return "check the dataset settings."
+
+    # ----------------------------------------------------------------------------------------------
+    # loaders
+    def _loader(self, attr: str, stage: str, train: bool) -> DataLoader:
+        if getattr(self, attr) is None:
+            self.setup(stage)
+        dataset = getattr(self, attr)
+        _, rank = self._world()
+        # Offsetting by the rank gives each rank its own augmentation stream.
+        generator = torch.Generator().manual_seed(self.seed + rank)
+        if train and self.num_workers == 0:
+            # Workers reseed themselves in `seed_worker`; in-process loading needs it done here.
+            reseed = getattr(dataset, "reseed", None)
+            if callable(reseed):
+                reseed(self.seed + rank)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size_per_device if train else self.val_batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            collate_fn=seg_collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled train loader with the per-device batch, dropping the last incomplete batch."""
+        return self._loader("train_dataset", "fit", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Ordered eval loader over the val split (batch 1 by default)."""
+        return self._loader("val_dataset", "validate", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Ordered eval loader over the test split (the reference's eval split)."""
+        return self._loader("test_dataset", "test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Same as :meth:`test_dataloader`."""
+        return self.test_dataloader()
+
+
+class FileSegDataModule(SegDataModule):
+    """Base for datasets stored as image/label files under ``root``.
+
+    Subclasses implement :meth:`list_samples` and may set ``lut`` (raw id -> train id) and
+    ``label_reader``.
+
+    Args:
+        root: Dataset folder.
+        train_split: Split used for training.
+        val_split: Split used for validation during training.
+        test_split: Split used by ``trainer.test`` (the reference's eval split).
+        check_labels: Check every label's values after mapping (cheap; recommended).
+        **kwargs: :class:`SegDataModule` arguments.
+    """
+
+    layout: str = ""
+    prepare_script: str = ""
+
+    def __init__(
+        self,
+        root: str | Path,
+        train_split: str | None = None,
+        val_split: str | None = None,
+        test_split: str | None = None,
+        check_labels: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+        self.train_split = train_split or type(self).train_split
+        self.val_split = val_split or type(self).val_split
+        self.test_split = test_split or type(self).test_split
+        self.check_labels = bool(check_labels)
+
+    lut: np.ndarray | None = None
+    # A plain function (not a bound method) so worker processes never pickle the DataModule.
+    label_reader = staticmethod(read_label)
+
+    def list_samples(self, split: str) -> list[SegSample]:
+        """All image/label pairs of ``split`` (raising if the layout is missing or a label is absent)."""
+        raise NotImplementedError
+
+    def missing(self, what: Path | str) -> FileNotFoundError:
+        """Error for a missing root/split, naming the expected layout and the prepare script."""
+        return FileNotFoundError(
+            f"{self.name}: {what} not found. Expected layout under root={self.root}: {self.layout}. "
+            f"Prepare it with `python {self.prepare_script}`."
+        )
+
+    def _where(self, split: str) -> str:
+        return f"expected layout under root={self.root}: {self.layout} (prepare with `python {self.prepare_script}`)."
+
+    def make_dataset(self, split: str, train: bool) -> Dataset:
+        """Build a :class:`SegFileDataset` over the split's files with the train or eval transforms."""
+        samples = self.list_samples(split)
+        transform = self.build_train_transform() if train else self.build_test_transform()
+        return SegFileDataset(
+            samples,
+            num_classes=self.num_classes,
+            lut=self.lut,
+            transform=transform,
+            train=train,
+            check_labels=self.check_labels,
+            ignore_index=self.ignore_index,
+            label_reader=self.label_reader,
+        )

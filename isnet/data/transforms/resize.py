@@ -1,0 +1,98 @@
+"""Random-ratio rescale of sssegmentation's ``Resize`` (``pipelines/transforms.py``).
+
+The reference draws ``r ~ U[low, high)`` and scales a base size ``(A, B)`` to ``(int(A*r), int(B*r))``.
+With ``keep_ratio`` the image is rescaled by ``s = min(max(target)/max(h, w), min(target)/min(h, w))``
+to ``(int(w*s + 0.5), int(h*s + 0.5))`` (cv2 ``(width, height)`` order); without it the image becomes the
+target itself, long side along the image's long side (a square for LIP). The same class with
+``ratio_range=None`` is the deterministic test-time resize.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from ._checks import check_int_pair, check_range
+
+__all__ = ["RandomResizeRatio", "resized_shape"]
+
+
+def resized_shape(
+    height: int, width: int, target: tuple[int, int], keep_ratio: bool = True
+) -> tuple[int, int]:
+    """Output ``(height, width)`` of the reference resize for one image.
+
+    Args:
+        height: Input image height.
+        width: Input image width.
+        target: The (already jittered) target size ``(A, B)``; its order does not matter.
+        keep_ratio: Keep the aspect ratio (ADE20k, COCOStuff, Cityscapes) or not (LIP).
+
+    Returns:
+        ``(new_height, new_width)``.
+    """
+    if keep_ratio:
+        scale = min(max(target) / max(height, width), min(target) / min(height, width))
+        return int(height * scale + 0.5), int(width * scale + 0.5)
+    # The reference puts the long target side along the image's long side (portrait if h > w).
+    if height > width:
+        return max(target), min(target)
+    return min(target), max(target)
+
+
+class RandomResizeRatio(A.DualTransform):
+    """Rescale by a random ratio of a base size, as the reference ``Resize`` does.
+
+    Args:
+        scale: Base size ``(A, B)``, e.g. ``(2048, 512)`` for ADE20k, ``(520, 520)`` for LIP.
+        ratio_range: ``(low, high)`` for ``r ~ U[low, high)``; ``None`` for no jitter (test time).
+        keep_ratio: Keep the aspect ratio (see module docstring); ``False`` for LIP.
+        resize_mask: Also resize the mask (nearest). ``False`` at test time, where the label stays at
+            its original resolution for evaluation.
+        p: Probability of applying; the reference always applies it.
+    """
+
+    def __init__(
+        self,
+        scale: tuple[int, int] = (2048, 512),
+        ratio_range: tuple[float, float] | None = (0.5, 2.0),
+        keep_ratio: bool = True,
+        resize_mask: bool = True,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        self.scale = check_int_pair("scale", scale)
+        self.ratio_range = None if ratio_range is None else check_range("ratio_range", ratio_range)
+        self.keep_ratio = bool(keep_ratio)
+        self.resize_mask = bool(resize_mask)
+
+    def get_params(self) -> dict[str, Any]:
+        """Draw the ratio (``1.0`` without jitter)."""
+        if self.ratio_range is None:
+            return {"ratio": 1.0}
+        low, high = self.ratio_range
+        # Same draw as np.random.random_sample() * (high - low) + low in the reference: U[low, high).
+        return {"ratio": float(self.random_generator.random() * (high - low) + low)}
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """Turn the ratio into the output size for this image."""
+        height, width = params["shape"][:2]
+        ratio = params["ratio"]
+        target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
+        return {"out_hw": resized_shape(height, width, target, self.keep_ratio)}
+
+    def apply(self, img: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:
+        """Resize the image bilinearly (cv2 ``INTER_LINEAR``)."""
+        return cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:
+        """Resize the label with nearest neighbour, or leave it untouched (``resize_mask=False``)."""
+        if not self.resize_mask:
+            return mask
+        return cv2.resize(mask, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("scale", "ratio_range", "keep_ratio", "resize_mask")

@@ -1,0 +1,202 @@
+"""Whole-image and sliding-window inference.
+
+Reproduces ``BaseSegmentor.inference`` of sssegmentation (``ssseg/modules/models/segmentors/base/base.py``),
+whose slide grid is the same as mmsegmentation's ``EncoderDecoder.slide_inference``:
+
+* whole: the network runs on the full image; its low-resolution logits (1/8, LIP ~1/4) are soft-maxed there
+  when probabilities are averaged, and only then resized;
+* slide: ``n = max(H - crop + stride - 1, 0) // stride + 1`` windows per axis, the last one clamped to the
+  border (no padding; windows shrink to the image when it is smaller than the crop). Each window's logits are
+  resized to the window, soft-maxed there if requested, summed into a canvas and divided by the per-pixel
+  window count.
+
+``predict_fn`` is any callable mapping a normalised image batch ``(N, 3, H, W)`` to logits ``(N, K, h, w)`` at
+any resolution (e.g. ``ISNet.predict_logits``); all resizing is bilinear with ``align_corners=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["PredictFn", "slide_inference", "slide_windows", "whole_inference"]
+
+PredictFn = Callable[[Tensor], Tensor]
+
+
+def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+    """Normalise an ``int`` or ``(h, w)`` setting to a pair of positive ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    else:
+        try:
+            pair = tuple(value)  # type: ignore[arg-type]
+        except TypeError:
+            pair = ()
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _check_image(image: Tensor) -> None:
+    if not isinstance(image, Tensor) or image.ndim != 4:
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (N, C, H, W) tensor, got {shape}")
+
+
+def _predict(predict_fn: PredictFn, image: Tensor) -> Tensor:
+    logits = predict_fn(image)
+    if not isinstance(logits, Tensor) or logits.ndim != 4 or logits.shape[0] != image.shape[0]:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"predict_fn must return (N, K, h, w) logits for an input of shape {tuple(image.shape)}, got {shape}"
+        )
+    return logits
+
+
+def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
+
+
+@torch.inference_mode()
+def whole_inference(
+    predict_fn: PredictFn,
+    image: Tensor,
+    out_size: Sequence[int] | None = None,
+    use_probs: bool = False,
+) -> Tensor:
+    """Run the network once on the whole image.
+
+    Args:
+        predict_fn: Maps images to logits at any resolution.
+        image: Normalised image batch.
+        out_size: ``(H_out, W_out)`` to resize to directly (the original label size); ``None`` keeps the
+            network's output resolution.
+        use_probs: Soft-max over classes at the network's resolution, before resizing
+            (the reference's ``use_probs_before_resize``).
+
+    Returns:
+        Logits, or probabilities if ``use_probs``.
+
+    Shape:
+        - image: ``(N, C, H, W)``
+        - output: ``(N, K, H_out, W_out)``, or ``(N, K, h, w)`` if ``out_size`` is None
+    """
+    _check_image(image)
+    logits = _predict(predict_fn, image)
+    if use_probs:
+        # base.py `inference`, whole branch: softmax on the raw (low-resolution) logits.
+        logits = F.softmax(logits, dim=1)
+    if out_size is not None:
+        logits = _resize(logits, out_size)
+    return logits
+
+
+def slide_windows(
+    height: int, width: int, crop_size: int | Sequence[int], stride: int | Sequence[int]
+) -> list[tuple[int, int, int, int]]:
+    """Window boxes of the sliding-window grid, row-major.
+
+    Args:
+        height: Image height ``H``.
+        width: Image width ``W``.
+        crop_size: Window size ``(ch, cw)`` (or one int for both).
+        stride: Window stride ``(sh, sw)`` (or one int for both).
+
+    Returns:
+        ``(y1, y2, x1, x2)`` per window: ``max(H - ch + sh - 1, 0) // sh + 1`` rows times the same for
+        columns; start ``idx * stride``, end ``min(start + crop, H)``, start moved back to
+        ``max(end - crop, 0)`` so the last window touches the border.
+    """
+    crop_h, crop_w = _pair("crop_size", crop_size)
+    stride_h, stride_w = _pair("stride", stride)
+    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+        raise ValueError(f"height must be a positive int, got {height!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive int, got {width!r}")
+    # Same grid as base.py `inference`, slide branch (num_grids_h / num_grids_w and the clamping).
+    num_h = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+    num_w = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+    boxes = []
+    for h_idx in range(num_h):
+        for w_idx in range(num_w):
+            y2 = min(h_idx * stride_h + crop_h, height)
+            x2 = min(w_idx * stride_w + crop_w, width)
+            boxes.append((max(y2 - crop_h, 0), y2, max(x2 - crop_w, 0), x2))
+    return boxes
+
+
+def _group_windows(
+    boxes: list[tuple[int, int, int, int]], window_batch: int
+) -> list[list[tuple[int, int, int, int]]]:
+    """Cut the window list into runs of consecutive, equally sized windows (at most ``window_batch`` each)."""
+    groups: list[list[tuple[int, int, int, int]]] = []
+    for box in boxes:
+        size = (box[1] - box[0], box[3] - box[2])
+        if groups and len(groups[-1]) < window_batch:
+            last = groups[-1][0]
+            if (last[1] - last[0], last[3] - last[2]) == size:
+                groups[-1].append(box)
+                continue
+        groups.append([box])
+    return groups
+
+
+@torch.inference_mode()
+def slide_inference(
+    predict_fn: PredictFn,
+    image: Tensor,
+    crop_size: int | Sequence[int],
+    stride: int | Sequence[int],
+    out_size: Sequence[int] | None = None,
+    use_probs: bool = False,
+    window_batch: int = 1,
+) -> Tensor:
+    """Average overlapping window predictions over the image.
+
+    Args:
+        predict_fn: Maps images to logits at any resolution.
+        image: Normalised image batch.
+        crop_size: Window size ``(ch, cw)``; windows shrink to the image when it is smaller (no padding).
+        stride: Window stride ``(sh, sw)``.
+        out_size: ``(H_out, W_out)`` to resize the averaged canvas to; ``None`` keeps ``(H, W)``.
+        use_probs: Soft-max each window's output after resizing it to the window.
+        window_batch: Number of equally sized windows sent through ``predict_fn`` in one call. Windows are
+            still added to the canvas in grid order, so the sum is the same as one window at a time (up to
+            batch-size dependent kernel choices inside ``predict_fn``).
+
+    Returns:
+        Averaged logits, or probabilities if ``use_probs``.
+
+    Shape:
+        - image: ``(N, C, H, W)``
+        - output: ``(N, K, H_out, W_out)``, or ``(N, K, H, W)`` if ``out_size`` is None
+    """
+    _check_image(image)
+    if isinstance(window_batch, bool) or not isinstance(window_batch, int) or window_batch < 1:
+        raise ValueError(f"window_batch must be a positive int, got {window_batch!r}")
+    batch, _, height, width = image.shape
+    boxes = slide_windows(height, width, crop_size, stride)
+    canvas: Tensor | None = None
+    count = torch.zeros((1, 1, height, width), dtype=torch.long, device=image.device)
+    for group in _group_windows(boxes, window_batch):
+        y1, y2, x1, x2 = group[0]
+        crops = torch.cat([image[:, :, a:b, c:d] for a, b, c, d in group], dim=0)
+        logits = _predict(predict_fn, crops)
+        # base.py slide branch: resize each window to its own size, then softmax there.
+        logits = _resize(logits, (y2 - y1, x2 - x1))
+        if use_probs:
+            logits = F.softmax(logits, dim=1)
+        if canvas is None:
+            canvas = logits.new_zeros((batch, logits.shape[1], height, width))
+        for i, (a, b, c, d) in enumerate(group):
+            canvas[:, :, a:b, c:d] += logits[i * batch : (i + 1) * batch]
+            count[:, :, a:b, c:d] += 1
+    assert canvas is not None  # slide_windows always returns at least one window
+    canvas = canvas / count.to(canvas.dtype)
+    if out_size is not None:
+        canvas = _resize(canvas, out_size)
+    return canvas

@@ -1,0 +1,144 @@
+"""Dilated (output stride 8) backbones built with timm.
+
+The three model-zoo backbones reproduce the ones sssegmentation builds for ISNet
+(``ssseg/modules/models/backbones/{resnet,resnest}.py``):
+
+* ``resnet50_d8`` / ``resnet101_d8``: ResNet "v1c" (deep 3x3 stem 32-32-64, strided 1x1 shortcut),
+  timm ``resnet50c`` / ``resnet101c``.
+* ``resnest101_d8``: ResNeSt-101 (deep stem 64-64-128, ``avg_down`` shortcut, radix 2), timm ``resnest101e``.
+
+timm's ``output_stride=8`` already dilates layer3/layer4 by 2/4 with the first block of each dilated stage
+keeping the previous dilation (mmseg/sssegmentation ``contract_dilation=True``). Any other timm model that
+supports ``features_only`` and ``output_stride`` can be used by its timm name (e.g. ``resnet18d``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import timm
+import torch
+from torch import nn
+
+__all__ = ["SEED_BACKBONES", "build_backbone", "parse_backbone_name", "patch_dilated_avg_down"]
+
+#: Our names of the reference backbones -> (timm architecture, default ImageNet tag in timm).
+SEED_BACKBONES: dict[str, tuple[str, str]] = {
+    "resnet50": ("resnet50c", "resnet50c.gluon_in1k"),
+    "resnet101": ("resnet101c", "resnet101c.gluon_in1k"),
+    "resnest101": ("resnest101e", "resnest101e.in1k"),
+}
+
+_SUFFIX = re.compile(r"^(?P<arch>.+)_d(?P<os>8|16|32)$")
+
+
+def parse_backbone_name(name: str) -> tuple[str, int, bool]:
+    """Split a backbone name into (timm architecture, output stride, is_reference_backbone).
+
+    ``resnet50_d8`` -> (``resnet50c``, 8, True); ``resnet18d`` -> (``resnet18d``, 8, False);
+    ``resnet18d_d16`` -> (``resnet18d``, 16, False).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"backbone must be a non-empty string, got {name!r}")
+    match = _SUFFIX.match(name)
+    arch, output_stride = (match["arch"], int(match["os"])) if match else (name, 8)
+    if arch in SEED_BACKBONES:
+        return SEED_BACKBONES[arch][0], output_stride, True
+    return arch, output_stride, False
+
+
+def patch_dilated_avg_down(model: nn.Module) -> int:
+    """Replace the stride-1 average pool that timm puts in front of dilated ``avg_down`` shortcuts.
+
+    Why: for a stage with stride 1 (dilated), timm's ``downsample_avg`` inserts ``AvgPool2dSame(2, stride=1)``,
+    which blurs the shortcut. The reference ResNeSt uses ``AvgPool2d(kernel=stride, stride=stride)``, i.e. an
+    identity for stride 1 (sssegmentation ``resnest.py``). Without this patch layer3/layer4 outputs differ
+    (max abs diff 0.75 / 3.1 on random weights); with it they are equal.
+
+    Returns:
+        The number of pools replaced.
+    """
+    replaced = 0
+    for stage_name in ("layer1", "layer2", "layer3", "layer4"):
+        stage = getattr(model, stage_name, None)
+        if stage is None:
+            continue
+        for block in stage:
+            downsample = getattr(block, "downsample", None)
+            if not isinstance(downsample, nn.Sequential) or len(downsample) == 0:
+                continue
+            pool = downsample[0]
+            if "AvgPool" in type(pool).__name__:
+                stride = pool.stride if isinstance(pool.stride, int) else max(pool.stride)
+                if stride == 1:
+                    downsample[0] = nn.Identity()
+                    replaced += 1
+    return replaced
+
+
+def build_backbone(
+    name: str = "resnet50_d8",
+    pretrained: bool | str = False,
+    out_indices: tuple[int, ...] = (1, 2, 3, 4),
+) -> nn.Module:
+    """Build a timm feature extractor returning the four stage features.
+
+    Args:
+        name: ``resnet50_d8``, ``resnet101_d8``, ``resnest101_d8`` (the reference backbones), any of them with
+            ``_d16``, or any timm model name supporting ``features_only`` and ``output_stride`` (optionally with
+            a ``_d8``/``_d16`` suffix).
+        pretrained: ``False`` (random init, the default: no download), ``True`` (timm's default ImageNet tag,
+            e.g. ``resnet50c.gluon_in1k``), a timm tag (``"resnet50c.gluon_in1k"``) or a path to a local
+            timm-format state dict.
+        out_indices: timm feature indices; (1, 2, 3, 4) are layer1..layer4 for ResNets.
+
+    Returns:
+        A ``timm`` ``FeatureListNet``; ``model(x)`` returns a list of 4 tensors and
+        ``model.feature_info.channels()`` / ``.reduction()`` describe them.
+    """
+    arch, output_stride, is_reference = parse_backbone_name(name)
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"output stride must be 8, 16 or 32, got {output_stride} (backbone={name!r})")
+    known = set(timm.list_models()) | set(timm.list_pretrained())
+    model_name = arch
+    local_file: str | None = None
+    use_timm_weights = False
+    if isinstance(pretrained, str) and pretrained:
+        if "." in pretrained and not pretrained.endswith((".pth", ".pt", ".bin", ".safetensors")):
+            if pretrained.split(".")[0] != arch:
+                raise ValueError(f"pretrained tag {pretrained!r} does not belong to backbone {name!r} ({arch})")
+            model_name, use_timm_weights = pretrained, True
+        else:
+            local_file = pretrained
+    elif pretrained is True:
+        # the reference backbones default to their ImageNet tag; other timm names to timm's default tag
+        model_name = next((tag for timm_arch, tag in SEED_BACKBONES.values() if timm_arch == arch), arch)
+        use_timm_weights = True
+    if arch not in known:
+        close = [m for m in timm.list_models(f"*{arch.split('_')[0][:6]}*")][:8]
+        raise ValueError(
+            f"unknown backbone {name!r}: not a reference backbone ({', '.join(f'{k}_d8' for k in SEED_BACKBONES)}) "
+            f"nor a timm model. Similar timm names: {close}"
+        )
+    try:
+        model = timm.create_model(
+            model_name,
+            pretrained=use_timm_weights,
+            features_only=True,
+            output_stride=output_stride,
+            out_indices=out_indices,
+        )
+    except (RuntimeError, TypeError, AssertionError) as err:
+        raise ValueError(
+            f"timm model {arch!r} cannot be built with features_only=True, output_stride={output_stride}: {err}"
+        ) from err
+    if is_reference:
+        patch_dilated_avg_down(model)
+    if local_file is not None:
+        state = torch.load(local_file, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing:
+            raise ValueError(f"pretrained file {local_file} lacks {len(missing)} backbone keys, e.g. {missing[:5]}")
+    return model

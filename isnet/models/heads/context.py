@@ -1,0 +1,113 @@
+"""Image-level (ILC) and semantic-level (SLC) context modules of ISNet.
+
+Paper: Jin et al., "ISNet: Integrate Image-Level and Semantic-Level Context for Semantic Segmentation",
+ICCV 2021 (https://arxiv.org/abs/2108.12382). Behaviour follows sssegmentation
+``segmentors/isnet/{imagelevel,semanticlevel}.py``; the class-centre computation of the SLC is vectorised.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from isnet.models.layers import SelfAttentionBlock, conv_bn_act
+
+__all__ = ["ImageLevelContext", "SemanticLevelContext", "semantic_class_centres"]
+
+
+class ImageLevelContext(nn.Module):
+    """Attention from every pixel to ``[global average, pixel features]``, fused with the input.
+
+    Args:
+        feats_channels: input/output channels (C=512).
+        transform_channels: attention width (T=256).
+        act: head activation.
+
+    Shape:
+        x (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, feats_channels: int = 512, transform_channels: int = 256, act: str = "relu") -> None:
+        super().__init__()
+        self.correlate_net = SelfAttentionBlock(
+            key_in_channels=feats_channels * 2,
+            query_in_channels=feats_channels,
+            transform_channels=transform_channels,
+            out_channels=feats_channels,
+            act=act,
+        )
+        self.bottleneck = conv_bn_act(feats_channels * 2, feats_channels, kernel_size=3, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the reference bilinearly resizes the 1x1 average to HxW, which is an exact broadcast
+        x_global = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+        context = self.correlate_net(x, torch.cat([x_global, x], dim=1))  # order [global, x] as the reference
+        return self.bottleneck(torch.cat([x, context], dim=1))  # order [x, context]
+
+
+def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Soft class centres of each pixel's argmax class, broadcast back to the pixels ("feats_sl").
+
+    For image b and class k owning the pixels R_k = {i: argmax(logits_i) = k}, the weights are a softmax of the
+    raw logit of class k over the pixels of R_k, and the centre is sum_{i in R_k} w_i f_i. Every pixel gets the
+    centre of its own class. Equal to the reference's loop over images and classes, but done with segment
+    operations over ``B*K`` groups, so the cost is linear in pixels and independent of the number of classes.
+    Gradients reach both ``feats`` and ``logits`` (the reference does not detach); argmax has none.
+    Computed in fp32 even under autocast: the sums of exponentials are the numerically sensitive part.
+
+    Shape:
+        feats (B, C, H, W), logits (B, K, H, W) -> (B, C, H, W).
+    """
+    batch, channels, height, width = feats.shape
+    num_classes = logits.shape[1]
+    if logits.shape[0] != batch or logits.shape[2:] != feats.shape[2:]:
+        raise ValueError(f"feats {tuple(feats.shape)} and logits {tuple(logits.shape)} must share batch and HxW")
+    with torch.autocast(feats.device.type, enabled=False):
+        feats32 = feats.float().flatten(2).transpose(1, 2).reshape(-1, channels)  # (B*N, C)
+        logits32 = logits.float().flatten(2)  # (B, K, N)
+        classes = logits32.argmax(dim=1)  # (B, N); ties -> first index, as torch.argmax in the reference
+        own_logit = logits32.gather(1, classes.unsqueeze(1)).squeeze(1).reshape(-1)  # (B*N,)
+        offsets = torch.arange(batch, device=feats.device).unsqueeze(1) * num_classes
+        group = (classes + offsets).reshape(-1)  # (B*N,) index of (image, class)
+        num_groups = batch * num_classes
+        # segment softmax; the max is only for stability (softmax is shift invariant), so it carries no grad
+        group_max = torch.full((num_groups,), float("-inf"), device=feats.device)
+        group_max = group_max.scatter_reduce(0, group, own_logit.detach(), reduce="amax", include_self=True)
+        exp = torch.exp(own_logit - group_max[group])
+        denom = torch.zeros(num_groups, device=feats.device).index_add(0, group, exp)
+        weights = exp / denom[group]
+        centres = torch.zeros(num_groups, channels, device=feats.device).index_add(
+            0, group, feats32 * weights.unsqueeze(1)
+        )
+        feats_sl = centres[group]  # (B*N, C)
+    feats_sl = feats_sl.reshape(batch, height * width, channels).transpose(1, 2)
+    return feats_sl.reshape(batch, channels, height, width).to(feats.dtype)
+
+
+class SemanticLevelContext(nn.Module):
+    """Attention from every pixel to the soft centre of its predicted class, fused with the ILC output.
+
+    Args:
+        feats_channels: input/output channels (C=512).
+        transform_channels: attention width (T=256).
+        act: head activation.
+
+    Shape:
+        x (B, C, H, W), preds (B, K, H, W) stage-1 logits, feats_il (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, feats_channels: int = 512, transform_channels: int = 256, act: str = "relu") -> None:
+        super().__init__()
+        self.correlate_net = SelfAttentionBlock(
+            key_in_channels=feats_channels,
+            query_in_channels=feats_channels,
+            transform_channels=transform_channels,
+            out_channels=feats_channels,
+            act=act,
+        )
+        self.bottleneck = conv_bn_act(feats_channels * 2, feats_channels, kernel_size=3, act=act)
+
+    def forward(self, x: torch.Tensor, preds: torch.Tensor, feats_il: torch.Tensor) -> torch.Tensor:
+        feats_sl = semantic_class_centres(x, preds)
+        context = self.correlate_net(x, feats_sl)
+        return self.bottleneck(torch.cat([feats_il, context], dim=1))  # order [feats_il, context]

@@ -1,0 +1,82 @@
+"""Self-attention block of ISNet's image- and semantic-level context modules.
+
+Reproduces sssegmentation ``segmentors/base/selfattention.py`` as ISNet configures it (two 1x1 CBA for
+query/key, one for value and output, ``matmul_norm=True``). The attention itself goes through
+``F.scaled_dot_product_attention``: its default scale ``1/sqrt(transform_channels)`` is exactly the reference's
+``matmul_norm``, and the fused kernels never materialise the (HW x HW) similarity matrix, which at
+Cityscapes resolution (128x256 positions) would be 4 GiB per image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from isnet.models.layers.conv import conv_bn_act
+
+__all__ = ["SelfAttentionBlock", "attention_reference"]
+
+
+def attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Explicit ``softmax(QK^T / sqrt(d)) V`` as the reference computes it (used by tests and ``use_sdpa=False``).
+
+    Shape:
+        query (B, N, d), key (B, M, d), value (B, M, d) -> (B, N, d).
+    """
+    sim = torch.matmul(query, key.transpose(1, 2)) * (query.shape[-1] ** -0.5)
+    return torch.matmul(F.softmax(sim, dim=-1), value)
+
+
+class SelfAttentionBlock(nn.Module):
+    """Attention from query features to key/value features at the same spatial size.
+
+    Args:
+        key_in_channels: channels of the key/value input.
+        query_in_channels: channels of the query input.
+        transform_channels: width of the query/key/value projections (T=256 in ISNet).
+        out_channels: channels of the output projection.
+        act: head activation (``relu`` or ``leaky_relu``).
+
+    Shape:
+        query_feats (B, Cq, H, W), key_feats (B, Ck, H, W) -> (B, out_channels, H, W).
+    """
+
+    def __init__(
+        self,
+        key_in_channels: int,
+        query_in_channels: int,
+        transform_channels: int,
+        out_channels: int,
+        act: str = "relu",
+    ) -> None:
+        super().__init__()
+        # module creation order and nesting follow the reference so state-dict keys are identical
+        self.key_project = nn.Sequential(
+            conv_bn_act(key_in_channels, transform_channels, act=act),
+            conv_bn_act(transform_channels, transform_channels, act=act),
+        )
+        self.query_project = nn.Sequential(
+            conv_bn_act(query_in_channels, transform_channels, act=act),
+            conv_bn_act(transform_channels, transform_channels, act=act),
+        )
+        self.value_project = conv_bn_act(key_in_channels, transform_channels, act=act)
+        self.out_project = conv_bn_act(transform_channels, out_channels, act=act)
+        self.transform_channels = transform_channels
+        #: ``False`` switches to the explicit matmul-softmax-matmul of the reference (for comparisons).
+        self.use_sdpa = True
+
+    def forward(self, query_feats: torch.Tensor, key_feats: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = query_feats.shape
+        query = self.query_project(query_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
+        key = self.key_project(key_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
+        value = self.value_project(key_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
+        if self.use_sdpa:
+            # one head of width T; SDPA's default scale 1/sqrt(T) is the reference's matmul_norm. The fused
+            # kernels accumulate the softmax in fp32 even for bf16 inputs.
+            context = F.scaled_dot_product_attention(query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1))
+            context = context.squeeze(1)
+        else:
+            context = attention_reference(query, key, value)
+        context = context.transpose(1, 2).reshape(batch, self.transform_channels, height, width)
+        return self.out_project(context)

@@ -1,0 +1,123 @@
+"""ISNet segmentor: a timm dilated backbone, the ISNet head and the FCN auxiliary head.
+
+Paper: Jin et al., "ISNet: Integrate Image-Level and Semantic-Level Context for Semantic Segmentation",
+ICCV 2021. Reproduces sssegmentation ``segmentors/isnet/isnet.py`` (forward order, resizing, losses inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from isnet.models.backbones import build_backbone
+from isnet.models.heads import ISNetHead, build_auxiliary_decoder
+from isnet.models.layers.conv import ACTIVATIONS
+
+__all__ = ["ISNet"]
+
+
+class ISNet(nn.Module):
+    """ISNet for semantic segmentation.
+
+    Args:
+        backbone: ``resnet50_d8``, ``resnet101_d8``, ``resnest101_d8`` (the model zoo's) or any timm model name
+            supporting ``features_only`` + ``output_stride`` (e.g. ``resnet18d`` for quick CPU runs).
+        num_classes: number of classes K.
+        pretrained: backbone ImageNet weights: ``False`` (default, nothing is downloaded), ``True`` (timm's
+            tag for the backbone), a timm tag or a local file; see :func:`isnet.models.build_backbone`.
+        feats_channels: head width C (512 in all reference configs).
+        transform_channels: attention width T (256).
+        dropout: ``Dropout2d`` probability before each classifier (0.1).
+        shortcut: LIP variant: add the 48-channel layer1 shortcut; logits come out at 1/4 instead of 1/8.
+        act: head activation, ``relu`` or ``leaky_relu`` (LIP). The backbone always uses ReLU.
+        aux: build the FCN auxiliary head on layer3 (used only by the training loss).
+
+    Shape:
+        images (N, 3, H, W) normalised float. Train mode returns ``{"stage1", "stage2", "aux"}`` logits
+        (N, K, H, W); eval mode returns the stage-2 logits (N, K, H, W). Both bilinearly resized to the input
+        size with ``align_corners=False``. :meth:`predict_logits` returns stage-2 logits at feature resolution.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50_d8",
+        num_classes: int = 150,
+        pretrained: bool | str = False,
+        feats_channels: int = 512,
+        transform_channels: int = 256,
+        dropout: float = 0.1,
+        shortcut: bool = False,
+        act: str = "relu",
+        aux: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if act not in ACTIVATIONS:
+            raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.config: dict[str, Any] = dict(
+            backbone=backbone,
+            num_classes=num_classes,
+            feats_channels=feats_channels,
+            transform_channels=transform_channels,
+            dropout=dropout,
+            shortcut=shortcut,
+            act=act,
+            aux=aux,
+        )
+        self.backbone_name = backbone
+        self.num_classes = num_classes
+        self.backbone = build_backbone(backbone, pretrained=pretrained)
+        channels = self.backbone.feature_info.channels()
+        self.head = ISNetHead(
+            in_channels=channels[-1],
+            num_classes=num_classes,
+            feats_channels=feats_channels,
+            transform_channels=transform_channels,
+            dropout=dropout,
+            act=act,
+            shortcut_in_channels=channels[0] if shortcut else None,
+        )
+        self.auxiliary_decoder = (
+            build_auxiliary_decoder(channels[2], num_classes, feats_channels, dropout, act) if aux else None
+        )
+
+    def _check_input(self, images: torch.Tensor) -> None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"ISNet expects a torch.Tensor of shape (N, 3, H, W), got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"ISNet expects images of shape (N, 3, H, W), got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise TypeError(
+                f"ISNet expects normalised floating-point images, got dtype {images.dtype}; "
+                "convert with (image.float() - mean) / std as in isnet.data.transforms"
+            )
+        if images.shape[2] < 8 or images.shape[3] < 8:
+            raise ValueError(f"images must be at least 8x8 pixels, got {tuple(images.shape[2:])}")
+
+    def _forward_features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        self._check_input(images)
+        features = self.backbone(images)
+        preds_stage1, preds_stage2 = self.head(features)
+        return features, preds_stage1, preds_stage2
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Stage-2 logits at feature resolution (1/8; ~1/4 with the shortcut), exactly what the reference's
+        test mode returns, for inference code that resizes once to the original image size."""
+        return self._forward_features(images)[2]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        size = images.shape[2:] if isinstance(images, torch.Tensor) else None
+        features, preds_stage1, preds_stage2 = self._forward_features(images)
+        if not self.training:
+            return F.interpolate(preds_stage2, size=size, mode="bilinear", align_corners=False)
+        outputs = {"stage2": preds_stage2, "stage1": preds_stage1}
+        if self.auxiliary_decoder is not None:
+            outputs["aux"] = self.auxiliary_decoder(features[2])
+        # the reference computes every loss on logits upsampled to the crop size
+        return {k: F.interpolate(v, size=size, mode="bilinear", align_corners=False) for k, v in outputs.items()}

@@ -1,0 +1,64 @@
+"""Safe reading and atomic writing of checkpoint files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CheckpointError", "atomic_torch_save", "safe_torch_load"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used; the message names the file and the reason."""
+
+
+def safe_torch_load(path: str | os.PathLike) -> Any:
+    """Load a ``torch.save`` file without running code from it (``weights_only=True``).
+
+    Raises:
+        CheckpointError: the file is missing, truncated, or holds objects other than tensors and plain
+            containers (a pickle that would execute code is refused, not run).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains Python objects other than tensors and plain containers, "
+            f"and unpickling them could run code ({str(err).splitlines()[0][:200]})"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then rename it into place.
+
+    A crash mid-write leaves any previous file untouched, never a half-written one.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
