@@ -27,7 +27,9 @@ def _optional_pair(name: str, value: int | Sequence[int] | None) -> tuple[int, i
     except TypeError:
         pair = ()
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise ValueError(f"InferenceConfig.{name} must be None or a pair (h, w) of positive ints, got {value!r}")
+        raise ValueError(
+            f"InferenceConfig.{name} must be None or a pair (h, w) of positive ints, got {value!r}"
+        )
     return pair  # type: ignore[return-value]
 
 
@@ -74,8 +76,14 @@ class InferenceConfig:
                 f"InferenceConfig with mode='slide' needs crop_size and stride, got crop_size={self.crop_size!r}, "
                 f"stride={self.stride!r}"
             )
-        if isinstance(self.window_batch, bool) or not isinstance(self.window_batch, int) or self.window_batch < 1:
-            raise ValueError(f"InferenceConfig.window_batch must be a positive int, got {self.window_batch!r}")
+        if (
+            isinstance(self.window_batch, bool)
+            or not isinstance(self.window_batch, int)
+            or self.window_batch < 1
+        ):
+            raise ValueError(
+                f"InferenceConfig.window_batch must be a positive int, got {self.window_batch!r}"
+            )
         object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "crop_size", crop_size)
         object.__setattr__(self, "stride", stride)

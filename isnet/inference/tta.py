@@ -83,16 +83,22 @@ def ms_flip_inference(
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
     if mode == "slide" and (crop_size is None or stride is None):
-        raise ValueError(f"mode='slide' needs crop_size and stride, got crop_size={crop_size!r}, stride={stride!r}")
+        raise ValueError(
+            f"mode='slide' needs crop_size and stride, got crop_size={crop_size!r}, stride={stride!r}"
+        )
     scales = tuple(scales)
-    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales):
+    if not scales or not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales
+    ):
         raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
 
     def infer(x: Tensor) -> Tensor:
         # Output at the inference resolution (base.py `inference`); resizing to out_size happens later.
         if mode == "whole":
             return whole_inference(predict_fn, x, None, use_probs=use_probs)
-        return slide_inference(predict_fn, x, crop_size, stride, None, use_probs=use_probs, window_batch=window_batch)
+        return slide_inference(
+            predict_fn, x, crop_size, stride, None, use_probs=use_probs, window_batch=window_batch
+        )
 
     total: Tensor | None = None
     count = 0

@@ -129,6 +129,25 @@ def slide_windows(
     return boxes
 
 
+def _check_coverage(
+    boxes: list[tuple[int, int, int, int]],
+    height: int,
+    width: int,
+    crop_size: int | Sequence[int],
+    stride: int | Sequence[int],
+) -> None:
+    """Reject grids that leave pixels uncovered (a stride larger than the crop); the reference asserts this."""
+    for axis, size, (lo, hi) in (("height", height, (0, 1)), ("width", width, (2, 3))):
+        covered = [False] * size
+        for box in boxes:
+            covered[box[lo] : box[hi]] = [True] * (box[hi] - box[lo])
+        if not all(covered):
+            raise ValueError(
+                f"slide windows with crop_size={crop_size!r} and stride={stride!r} leave gaps along the image "
+                f"{axis} ({size} pixels); use a stride no larger than the crop size"
+            )
+
+
 def _group_windows(
     boxes: list[tuple[int, int, int, int]], window_batch: int
 ) -> list[list[tuple[int, int, int, int]]]:
@@ -180,11 +199,15 @@ def slide_inference(
         raise ValueError(f"window_batch must be a positive int, got {window_batch!r}")
     batch, _, height, width = image.shape
     boxes = slide_windows(height, width, crop_size, stride)
+    _check_coverage(boxes, height, width, crop_size, stride)
     canvas: Tensor | None = None
     count = torch.zeros((1, 1, height, width), dtype=torch.long, device=image.device)
     for group in _group_windows(boxes, window_batch):
         y1, y2, x1, x2 = group[0]
-        crops = torch.cat([image[:, :, a:b, c:d] for a, b, c, d in group], dim=0)
+        if len(group) == 1:
+            crops = image[:, :, y1:y2, x1:x2]  # a view: no copy when windows go one at a time
+        else:
+            crops = torch.cat([image[:, :, a:b, c:d] for a, b, c, d in group], dim=0)
         logits = _predict(predict_fn, crops)
         # base.py slide branch: resize each window to its own size, then softmax there.
         logits = _resize(logits, (y2 - y1, x2 - x1))

@@ -50,10 +50,12 @@ def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.T
 
     For image b and class k owning the pixels R_k = {i: argmax(logits_i) = k}, the weights are a softmax of the
     raw logit of class k over the pixels of R_k, and the centre is sum_{i in R_k} w_i f_i. Every pixel gets the
-    centre of its own class. Equal to the reference's loop over images and classes, but done with segment
-    operations over ``B*K`` groups, so the cost is linear in pixels and independent of the number of classes.
-    Gradients reach both ``feats`` and ``logits`` (the reference does not detach); argmax has none.
-    Computed in fp32 even under autocast: the sums of exponentials are the numerically sensitive part.
+    centre of its own class. Equal to the reference's loop over images and classes (sssegmentation
+    ``semanticlevel.py``), without any Python loop: a masked softmax over pixels gives a (B, K, N) weight matrix
+    that is zero outside each class's region, one batched matmul gives all centres, and a gather hands each
+    pixel its centre. The matmul costs as much as the 1x1 classifier that produced the logits; there are no
+    atomics, so the result is deterministic on GPUs too. Gradients reach both ``feats`` and ``logits`` (the
+    reference does not detach); argmax has none. Runs in fp32 even under autocast (sums of exponentials).
 
     Shape:
         feats (B, C, H, W), logits (B, K, H, W) -> (B, C, H, W).
@@ -63,24 +65,15 @@ def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.T
     if logits.shape[0] != batch or logits.shape[2:] != feats.shape[2:]:
         raise ValueError(f"feats {tuple(feats.shape)} and logits {tuple(logits.shape)} must share batch and HxW")
     with torch.autocast(feats.device.type, enabled=False):
-        feats32 = feats.float().flatten(2).transpose(1, 2).reshape(-1, channels)  # (B*N, C)
+        feats32 = feats.float().flatten(2)  # (B, C, N)
         logits32 = logits.float().flatten(2)  # (B, K, N)
-        classes = logits32.argmax(dim=1)  # (B, N); ties -> first index, as torch.argmax in the reference
-        own_logit = logits32.gather(1, classes.unsqueeze(1)).squeeze(1).reshape(-1)  # (B*N,)
-        offsets = torch.arange(batch, device=feats.device).unsqueeze(1) * num_classes
-        group = (classes + offsets).reshape(-1)  # (B*N,) index of (image, class)
-        num_groups = batch * num_classes
-        # segment softmax; the max is only for stability (softmax is shift invariant), so it carries no grad
-        group_max = torch.full((num_groups,), float("-inf"), device=feats.device)
-        group_max = group_max.scatter_reduce(0, group, own_logit.detach(), reduce="amax", include_self=True)
-        exp = torch.exp(own_logit - group_max[group])
-        denom = torch.zeros(num_groups, device=feats.device).index_add(0, group, exp)
-        weights = exp / denom[group]
-        centres = torch.zeros(num_groups, channels, device=feats.device).index_add(
-            0, group, feats32 * weights.unsqueeze(1)
-        )
-        feats_sl = centres[group]  # (B*N, C)
-    feats_sl = feats_sl.reshape(batch, height * width, channels).transpose(1, 2)
+        classes = logits32.argmax(dim=1, keepdim=True)  # (B, 1, N); ties -> first index, as in the reference
+        member = torch.zeros_like(logits32).scatter_(1, classes, 1.0)  # one-hot region masks M
+        # outside its region a class's logit is the dtype minimum (not -inf, which gives NaN for absent classes)
+        masked = logits32.masked_fill(member == 0, torch.finfo(torch.float32).min)
+        weights = torch.softmax(masked, dim=2) * member  # (B, K, N), zero outside each region and for absent k
+        centres = torch.bmm(feats32, weights.transpose(1, 2))  # (B, C, K)
+        feats_sl = centres.gather(2, classes.expand(batch, channels, -1))  # (B, C, N)
     return feats_sl.reshape(batch, channels, height, width).to(feats.dtype)
 
 

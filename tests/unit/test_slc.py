@@ -1,0 +1,88 @@
+"""The vectorised semantic-level class centres equal the reference's per-image, per-class loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from isnet.models.heads import semantic_class_centres
+
+
+def loop_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Naive version: loop over images and classes, softmax of the class logit over its argmax region."""
+    batch, channels, height, width = feats.shape
+    num_classes = logits.shape[1]
+    out = torch.zeros(batch, height * width, channels, dtype=feats.dtype)
+    for b in range(batch):
+        f = feats[b].reshape(channels, -1).t()
+        p = logits[b].reshape(num_classes, -1).t()
+        argmax = p.argmax(1)
+        for k in range(num_classes):
+            mask = argmax == k
+            if mask.sum() == 0:
+                continue
+            weight = F.softmax(p[:, k][mask], dim=0)
+            out[b][mask] = (f[mask] * weight.unsqueeze(-1)).sum(0)
+    return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+def _case(name: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(num_classes)
+    feats = torch.randn(2, 16, 9, 11, generator=gen)
+    logits = torch.randn(2, num_classes, 9, 11, generator=gen) * 3
+    if name == "absent_classes":  # only 3 classes can win; the rest are absent
+        logits[:, 3:] -= 100.0
+    elif name == "single_pixel":  # class 1 owns exactly one pixel in image 0
+        logits[:, 1] = -100.0
+        logits[0, 1, 4, 5] = 100.0
+    elif name == "one_class":  # every pixel belongs to class 0 in both images
+        logits[:, 0] += 1000.0
+    elif name == "ties":  # equal logits: argmax picks the first index, as torch.argmax in the reference
+        logits[:, :2] = 5.0
+        logits[:, 2:] = 0.0
+    return feats, logits
+
+
+@pytest.mark.parametrize("num_classes", [19, 150, 182])
+@pytest.mark.parametrize("name", ["random", "absent_classes", "single_pixel", "one_class", "ties"])
+def test_vectorised_equals_loop_forward_and_grads(name: str, num_classes: int) -> None:
+    feats, logits = _case(name, num_classes)
+    feats_a, logits_a = feats.clone().requires_grad_(), logits.clone().requires_grad_()
+    feats_b, logits_b = feats.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours = semantic_class_centres(feats_a, logits_a)
+    ref = loop_class_centres(feats_b, logits_b)
+    assert (ours - ref).abs().max().item() <= 1e-5
+    weight = torch.randn_like(ref)
+    (ours * weight).sum().backward()
+    (ref * weight).sum().backward()
+    assert (feats_a.grad - feats_b.grad).abs().max().item() <= 1e-5
+    assert (logits_a.grad - logits_b.grad).abs().max().item() <= 1e-5
+    assert logits_a.grad.abs().sum() > 0 or name == "one_class" or name == "single_pixel"
+
+
+def test_single_pixel_class_gets_its_own_feature() -> None:
+    feats, logits = _case("single_pixel", 19)
+    out = semantic_class_centres(feats, logits)
+    torch.testing.assert_close(out[0, :, 4, 5], feats[0, :, 4, 5])
+
+
+def test_large_logits_are_stable() -> None:
+    feats = torch.randn(1, 8, 6, 6)
+    logits = torch.randn(1, 5, 6, 6) * 1e4
+    out = semantic_class_centres(feats, logits)
+    assert torch.isfinite(out).all()
+    assert (out - loop_class_centres(feats, logits)).abs().max() <= 1e-5
+
+
+def test_bfloat16_autocast_keeps_fp32_sums() -> None:
+    feats, logits = _case("random", 19)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = semantic_class_centres(feats, logits)
+    assert out.dtype == feats.dtype
+    assert (out - loop_class_centres(feats, logits)).abs().max() <= 1e-5
+
+
+def test_shape_mismatch_is_reported() -> None:
+    with pytest.raises(ValueError, match="must share batch"):
+        semantic_class_centres(torch.randn(1, 4, 5, 5), torch.randn(1, 3, 6, 5))
