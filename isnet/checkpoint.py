@@ -49,9 +49,11 @@ def load_checkpoint(path: str | os.PathLike) -> ISNet:
         hparams = data["hyper_parameters"]
         config = hparams.get("model_config") or hparams.get("model")
         if not isinstance(config, dict):
-            raise CheckpointError(f"{path}: Lightning checkpoint without an ISNet 'model_config' hyper-parameter")
+            raise CheckpointError(
+                f"{path}: Lightning checkpoint without an ISNet 'model_config' hyper-parameter"
+            )
         model = ISNet(**{k: v for k, v in config.items() if k != "pretrained"})
-        state = {k[len("model."):]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
+        state = {k[len("model.") :]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state, strict=True)
         model.meta = {"hyper_parameters": hparams}
         return model.eval()

@@ -93,4 +93,6 @@ def zoo_entry(name: str) -> ZooEntry:
     for entry in ZOO.values():
         if stem in (entry.experiment, entry.release_name):
             return entry
-    raise KeyError(f"unknown model-zoo name {name!r}; choose one of {sorted(ZOO)} (or their released file names)")
+    raise KeyError(
+        f"unknown model-zoo name {name!r}; choose one of {sorted(ZOO)} (or their released file names)"
+    )

@@ -76,7 +76,9 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_slc(batch: int, height: int, width: int, num_classes: int, channels: int, repeats: int) -> dict[str, Any]:
+def bench_slc(
+    batch: int, height: int, width: int, num_classes: int, channels: int, repeats: int
+) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     feats = torch.randn(batch, channels, height, width, generator=gen)
     logits = torch.randn(batch, num_classes, height, width, generator=gen)
@@ -100,9 +102,13 @@ def bench_model(args: argparse.Namespace, peak: float) -> dict[str, Any]:
         flops = count_flops(lambda: model.predict_logits(x))
         infer = time_fn(lambda: model.predict_logits(x), args.repeats)
     result: dict[str, Any] = {
-        "inference": infer | {"input": [args.batch, 3, *args.size], "gflop": flops / 1e9,
-                              "achieved_gflops": flops / 1e9 / infer["min_s"],
-                              "fraction_of_matmul_peak": flops / 1e9 / infer["min_s"] / peak},  # fmt: skip
+        "inference": infer
+        | {
+            "input": [args.batch, 3, *args.size],
+            "gflop": flops / 1e9,
+            "achieved_gflops": flops / 1e9 / infer["min_s"],
+            "fraction_of_matmul_peak": flops / 1e9 / infer["min_s"] / peak,
+        },  # fmt: skip
     }
     if args.train_size:
         model.train()
@@ -116,7 +122,9 @@ def bench_model(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             loss_fn(model(xt), target)["loss"].backward()
             optimizer.step()
 
-        result["train_step"] = time_fn(step, args.repeats) | {"input": [args.train_batch, 3, *args.train_size]}
+        result["train_step"] = time_fn(step, args.repeats) | {
+            "input": [args.train_batch, 3, *args.train_size]
+        }
     return result
 
 
@@ -126,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--num-classes", type=int, default=150)
     parser.add_argument("--size", type=int, nargs=2, default=[512, 512], help="inference H W")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--train-size", type=int, nargs=2, default=[256, 256], help="train-step H W (0 0 = skip)")
+    parser.add_argument(
+        "--train-size", type=int, nargs=2, default=[256, 256], help="train-step H W (0 0 = skip)"
+    )
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--slc", type=int, nargs=4, default=[2, 64, 64, 150], metavar=("B", "H", "W", "K"))
     parser.add_argument("--only", choices=["all", "slc", "model"], default="all")
@@ -140,9 +150,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     peak = matmul_peak_gflops()
     report: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },  # fmt: skip
         "command": " ".join(["scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
         "matmul_peak_gflops": peak,
         "backbone": args.backbone,

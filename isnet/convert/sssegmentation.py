@@ -33,7 +33,10 @@ KEY_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^backbone_net\.stem\.([01346])\.(.+)$"), r"backbone.conv1.\1.\2"),
     (re.compile(r"^backbone_net\.stem\.7\.(.+)$"), r"backbone.bn1.\1"),
     (re.compile(r"^backbone_net\.(layer[1-4]\..+)$"), r"backbone.\1"),
-    (re.compile(r"^((?:bottleneck|ilc_net|slc_net|decoder_stage1|decoder_stage2|shortcut)\..+)$"), r"head.\1"),
+    (
+        re.compile(r"^((?:bottleneck|ilc_net|slc_net|decoder_stage1|decoder_stage2|shortcut)\..+)$"),
+        r"head.\1",
+    ),
     (re.compile(r"^(auxiliary_decoder\..+)$"), r"\1"),
 ]
 
@@ -57,7 +60,7 @@ def _unwrap(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
     if non_tensor:
         raise ConversionError(f"{source}: entries that are not tensors: {non_tensor[:5]}")
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -120,7 +123,9 @@ def sssegmentation_to_isnet(
         for title, items in (("unmapped", unmapped), ("missing", missing), ("unexpected", unexpected),
                              ("shape mismatch", mismatched)):  # fmt: skip
             if items:
-                shown = "\n    ".join(items[:20]) + (f"\n    ... and {len(items) - 20} more" if len(items) > 20 else "")
+                shown = "\n    ".join(items[:20]) + (
+                    f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
+                )
                 parts.append(f"  {title} ({len(items)}):\n    {shown}")
         raise ConversionError(f"{source} does not match ISNet:\n" + "\n".join(parts))
     return converted
@@ -158,7 +163,10 @@ def from_sssegmentation(
             entry = zoo_entry(Path(source).name)
         except KeyError:
             entry = None
-        if entry is not None and (entry.backbone, entry.num_classes) != (config["backbone"], config["num_classes"]):
+        if entry is not None and (entry.backbone, entry.num_classes) != (
+            config["backbone"],
+            config["num_classes"],
+        ):
             raise ConversionError(
                 f"{source} is named like the released {entry.release_name} ({entry.backbone}, "
                 f"{entry.num_classes} classes) but holds {config['backbone']} with {config['num_classes']} classes"

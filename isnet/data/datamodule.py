@@ -26,6 +26,7 @@ from isnet.data.datasets.base import (
     SegSample,
     read_label,
 )
+from isnet.data.transforms import build_test_transforms, build_train_transforms
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
 
@@ -109,12 +110,30 @@ class SegDataModule(pl.LightningDataModule):
         test_keep_ratio: Whether the eval resize keeps the aspect ratio.
         mean: Normalisation mean (RGB, 0-255 units).
         std: Normalisation std (RGB, 0-255 units).
+
+    Attributes:
+        name: Dataset name (``ade20k``, ``cityscapes``, ...).
+        num_classes: K; labels are in [0, K) or ``ignore_index``.
+        class_names: K names.
+        palette: K RGB tuples for visualisation.
+        ignore_index: 255.
+        flip_pairs: Label pairs swapped by a horizontal flip (LIP), else ``[]``.
+        test_settings: The default eval transform (split, scale, keep_ratio).
+        batch_size_per_device: ``batch_size // world_size`` after :meth:`setup`.
     """
 
+    # Dataset metadata, set by each subclass (class attributes, so they are known before construction).
     name: str = "segmentation"
+    class_names: list[str] = []
+    palette: list[tuple[int, int, int]] = []
+    flip_pairs: list[tuple[int, int]] = []
+    # Reference pipeline defaults (sssegmentation configs/_base_/datasets/*).
     default_scale: tuple[int, int] = (2048, 512)
     default_test_scale: tuple[int, int] | None = (2048, 512)
     lip: bool = False
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "val"
 
     def __init__(
         self,
@@ -174,10 +193,6 @@ class SegDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------------------------------------
     # metadata
-    class_names: list[str] = []
-    palette: list[tuple[int, int, int]] = []
-    flip_pairs: list[tuple[int, int]] = []
-
     @property
     def num_classes(self) -> int:
         """Number of classes K (labels are in [0, K) or 255)."""
@@ -187,6 +202,7 @@ class SegDataModule(pl.LightningDataModule):
     def test_settings(self) -> dict[str, Any]:
         """The dataset's default evaluation transform (what the val/test loaders apply)."""
         return {
+            "split": self.test_split,
             "scale": self.test_scale,
             "keep_ratio": self.test_keep_ratio,
             "label_resolution": "original",
@@ -196,8 +212,6 @@ class SegDataModule(pl.LightningDataModule):
     # transforms
     def build_train_transform(self) -> Any:
         """Albumentations train pipeline with this dataset's settings (see ``isnet.data.transforms``)."""
-        from isnet.data.transforms import build_train_transforms
-
         return build_train_transforms(
             scale=self.scale,
             crop_size=self.crop_size,
@@ -213,18 +227,12 @@ class SegDataModule(pl.LightningDataModule):
 
     def build_test_transform(self) -> Any:
         """Albumentations eval pipeline (resize + normalise, no padding, image only)."""
-        from isnet.data.transforms import build_test_transforms
-
         return build_test_transforms(
             scale=self.test_scale, keep_ratio=self.test_keep_ratio, mean=self.mean, std=self.std
         )
 
     # ----------------------------------------------------------------------------------------------
     # datasets
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "val"
-
     def make_dataset(self, split: str, train: bool) -> Dataset:
         """Build the dataset of ``split``; ``train`` selects the joint train transforms."""
         raise NotImplementedError
@@ -254,11 +262,15 @@ class SegDataModule(pl.LightningDataModule):
             )
         self.batch_size_per_device = self.batch_size // world_size
         if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = self._checked(self.make_dataset(self.train_split, train=True), self.train_split)
+            self.train_dataset = self._checked(
+                self.make_dataset(self.train_split, train=True), self.train_split
+            )
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = self._checked(self.make_dataset(self.val_split, train=False), self.val_split)
         if stage in ("test", "predict", None) and self.test_dataset is None:
-            self.test_dataset = self._checked(self.make_dataset(self.test_split, train=False), self.test_split)
+            self.test_dataset = self._checked(
+                self.make_dataset(self.test_split, train=False), self.test_split
+            )
 
     def _checked(self, dataset: Dataset, split: str) -> Dataset:
         if len(dataset) == 0:  # type: ignore[arg-type]
@@ -351,6 +363,10 @@ class FileSegDataModule(SegDataModule):
     # A plain function (not a bound method) so worker processes never pickle the DataModule.
     label_reader = staticmethod(read_label)
 
+    def label_lut(self, samples: list[SegSample]) -> np.ndarray | None:
+        """Raw id -> train id table for these samples (default: the class's ``lut``)."""
+        return self.lut
+
     def list_samples(self, split: str) -> list[SegSample]:
         """All image/label pairs of ``split`` (raising if the layout is missing or a label is absent)."""
         raise NotImplementedError
@@ -372,7 +388,7 @@ class FileSegDataModule(SegDataModule):
         return SegFileDataset(
             samples,
             num_classes=self.num_classes,
-            lut=self.lut,
+            lut=self.label_lut(samples),
             transform=transform,
             train=train,
             check_labels=self.check_labels,

@@ -106,7 +106,9 @@ def build_backbone(
     if isinstance(pretrained, str) and pretrained:
         if "." in pretrained and not pretrained.endswith((".pth", ".pt", ".bin", ".safetensors")):
             if pretrained.split(".")[0] != arch:
-                raise ValueError(f"pretrained tag {pretrained!r} does not belong to backbone {name!r} ({arch})")
+                raise ValueError(
+                    f"pretrained tag {pretrained!r} does not belong to backbone {name!r} ({arch})"
+                )
             model_name, use_timm_weights = pretrained, True
         else:
             local_file = pretrained
@@ -140,5 +142,7 @@ def build_backbone(
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing:
-            raise ValueError(f"pretrained file {local_file} lacks {len(missing)} backbone keys, e.g. {missing[:5]}")
+            raise ValueError(
+                f"pretrained file {local_file} lacks {len(missing)} backbone keys, e.g. {missing[:5]}"
+            )
     return model

@@ -54,7 +54,9 @@ def test_unknown_backbone_lists_choices() -> None:
 def test_resnest_dilated_shortcut_pool_is_identity() -> None:
     """timm puts AvgPool2dSame(2, stride=1) before dilated avg_down shortcuts; the reference has none."""
     torch.manual_seed(0)
-    timm_model = timm.create_model("resnest101e", features_only=True, output_stride=8, out_indices=(1, 2, 3, 4))
+    timm_model = timm.create_model(
+        "resnest101e", features_only=True, output_stride=8, out_indices=(1, 2, 3, 4)
+    )
     assert type(timm_model.layer3[0].downsample[0]).__name__ == "AvgPool2dSame"
     ours = build_backbone("resnest101_d8")
     ours.load_state_dict(timm_model.state_dict())

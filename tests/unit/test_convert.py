@@ -33,7 +33,10 @@ def test_every_reference_key_maps_once_with_its_shape(backbone: str) -> None:
 def test_from_sssegmentation_loads_exact_tensors(backbone: str, tmp_path) -> None:
     state = reference_state_dict(backbone)
     path = tmp_path / "released.pth"
-    torch.save({"model": state, "optimizer": {"state": {}, "param_groups": []}, "cur_epoch": 130, "cur_iter": 9}, path)
+    torch.save(
+        {"model": state, "optimizer": {"state": {}, "param_groups": []}, "cur_epoch": 130, "cur_iter": 9},
+        path,
+    )
     model = from_sssegmentation(path)
     assert not model.training
     assert model.config["backbone"] == backbone and model.num_classes == 150
@@ -101,7 +104,11 @@ def test_mismatches_are_listed() -> None:
 
 
 def test_unknown_architecture_and_non_isnet_files(tmp_path) -> None:
-    state = {k: v for k, v in reference_state_dict("resnet50_d8").items() if not k.startswith("backbone_net.layer3.5.")}
+    state = {
+        k: v
+        for k, v in reference_state_dict("resnet50_d8").items()
+        if not k.startswith("backbone_net.layer3.5.")
+    }
     with pytest.raises(ConversionError, match="cannot identify the backbone"):
         from_sssegmentation(state)
     with pytest.raises(CheckpointError, match="not found"):

@@ -59,7 +59,9 @@ def test_isnet_forward_order_matches_reference_definition() -> None:
         feats = head.bottleneck(model.backbone(x)[-1])
         g = F.adaptive_avg_pool2d(feats, 1)
         g = F.interpolate(g, size=feats.shape[2:], mode="bilinear", align_corners=False)
-        il = head.ilc_net.bottleneck(torch.cat([feats, head.ilc_net.correlate_net(feats, torch.cat([g, feats], 1))], 1))
+        il = head.ilc_net.bottleneck(
+            torch.cat([feats, head.ilc_net.correlate_net(feats, torch.cat([g, feats], 1))], 1)
+        )
         s1 = head.decoder_stage1(feats)
         from tests.unit.test_slc import loop_class_centres
 
@@ -83,7 +85,9 @@ def test_train_mode_returns_all_logits_at_input_size() -> None:
 
 
 def test_lip_variant_outputs_quarter_resolution() -> None:
-    model = ISNet("resnet18d", 20, feats_channels=16, transform_channels=8, shortcut=True, act="leaky_relu").eval()
+    model = ISNet(
+        "resnet18d", 20, feats_channels=16, transform_channels=8, shortcut=True, act="leaky_relu"
+    ).eval()
     with torch.no_grad():
         assert model.predict_logits(torch.randn(1, 3, 473, 473)).shape == (1, 20, 119, 119)
     assert isinstance(model.head.decoder_stage1[2], torch.nn.LeakyReLU)
@@ -109,7 +113,11 @@ def test_bad_inputs_are_rejected_clearly(images: object, error: type, match: str
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"num_classes": 1}, "num_classes"), ({"act": "gelu"}, "act must be one of"), ({"dropout": 1.5}, "dropout")],
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"act": "gelu"}, "act must be one of"),
+        ({"dropout": 1.5}, "dropout"),
+    ],
 )
 def test_bad_constructor_arguments(kwargs: dict, match: str) -> None:
     args = {"backbone": "resnet18d", "num_classes": 3} | kwargs

@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from isnet.data.transforms import IMAGENET_MEAN_255, IMAGENET_STD_255
+
 __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
@@ -32,12 +34,13 @@ __all__ = [
     "check_label_values",
     "to_normalized_tensor",
     "make_palette",
+    "reseed_transform",
 ]
 
 IGNORE_INDEX = 255
 # ImageNet statistics in 0-255 units, RGB order (sssegmentation `Normalize` after BGR->RGB).
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+IMAGENET_MEAN = IMAGENET_MEAN_255
+IMAGENET_STD = IMAGENET_STD_255
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -199,23 +202,46 @@ def apply_lut(label: np.ndarray, lut: np.ndarray | None, path: Path | str) -> np
     return lut[label]
 
 
-def check_label_values(label: np.ndarray, num_classes: int, path: Path | str, ignore_index: int = 255) -> None:
-    """Raise if a (mapped) label holds values outside [0, K) and not ``ignore_index``.
+def check_label_values(
+    raw: np.ndarray,
+    num_classes: int,
+    path: Path | str,
+    lut: np.ndarray | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> None:
+    """Raise if ``raw`` holds ids that map outside [0, K) and are not ``ignore_index``.
 
-    Cheap: a bincount (uint8) or unique (other dtypes) on the label only, no image decoding.
+    Cheap: a bincount (uint8) or unique (other dtypes) of the raw label, then the 256-entry table on the
+    distinct values only; no image decoding.
+
+    Args:
+        raw: Label as read (raw ids).
+        num_classes: K.
+        path: Label file, named in the error.
+        lut: Raw id -> train id table (:func:`build_lut`), or ``None`` when raw ids are train ids.
+        ignore_index: The ignore value after mapping.
 
     Raises:
-        ValueError: Naming the file and the offending values.
+        ValueError: Naming the file, the offending raw values and what they map to.
     """
-    if label.dtype == np.uint8:
-        values = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+    if raw.dtype == np.uint8:
+        values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
     else:
-        values = np.unique(label)
-    bad = values[((values < 0) | (values >= num_classes)) & (values != ignore_index)]
-    if bad.size:
+        values = np.unique(raw).astype(np.int64)
+    if lut is not None:
+        in_table = (values >= 0) & (values < lut.shape[0])
+        mapped = np.where(in_table, lut[np.clip(values, 0, lut.shape[0] - 1)], -1)
+    else:
+        mapped = values
+    bad = ((mapped < 0) | (mapped >= num_classes)) & (mapped != ignore_index)
+    if bad.any():
+        shown = ", ".join(
+            f"{int(v)}" if lut is None else f"{int(v)}->{'invalid' if m < 0 else int(m)}"
+            for v, m in zip(values[bad][:20], mapped[bad][:20])
+        )
         raise ValueError(
             f"Label {path} has values outside [0, {num_classes}) and not the ignore value {ignore_index} "
-            f"after mapping: {bad.tolist()[:20]}. Check that the dataset and its label format match "
+            f"after mapping: {shown}. Check that the dataset and its label format match "
             f"(e.g. Cityscapes labelIds vs labelTrainIds)."
         )
 
@@ -235,6 +261,14 @@ def to_normalized_tensor(
     """
     x = (image.astype(np.float32) - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def reseed_transform(transform: Any, seed: int) -> None:
+    """Seed an albumentations pipeline: ``reseed`` of ``TorchSeededCompose``, else ``set_random_seed``."""
+    if callable(getattr(transform, "reseed", None)):
+        transform.reseed(seed)
+    elif callable(getattr(transform, "set_random_seed", None)):
+        transform.set_random_seed(seed)
 
 
 def make_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int]]:
@@ -288,8 +322,7 @@ class SegFileDataset(Dataset):
 
     def reseed(self, seed: int) -> None:
         """Re-seed the transform's random state (albumentations keeps its own, separate from numpy)."""
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(seed)
+        reseed_transform(self.transform, seed)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read, map and check one sample without transforming it.
@@ -305,10 +338,11 @@ class SegFileDataset(Dataset):
                 f"Image and label sizes differ for {sample.name}: image {sample.image} is "
                 f"{image.shape[0]}x{image.shape[1]} (HxW), label {sample.label} is {raw.shape[0]}x{raw.shape[1]}."
             )
-        label = apply_lut(raw, self.lut, sample.label)
         if self.check_labels:
-            check_label_values(label, self.num_classes, sample.label, self.ignore_index)
-        elif label.dtype != np.uint8:
+            check_label_values(raw, self.num_classes, sample.label, self.lut, self.ignore_index)
+        label = apply_lut(raw, self.lut, sample.label)
+        if label.dtype != np.uint8:
+            # Only reachable unchecked: ids without a train id become ignore instead of wrapping around.
             label = np.where((label < 0) | (label > 255), self.ignore_index, label)
         return image, label.astype(np.uint8, copy=False)
 
@@ -324,5 +358,9 @@ class SegFileDataset(Dataset):
                 }
             out = self.transform(image=image, mask=label)
             return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": name}
-        tensor = self.transform(image=image)["image"] if self.transform is not None else to_normalized_tensor(image)
+        tensor = (
+            self.transform(image=image)["image"]
+            if self.transform is not None
+            else to_normalized_tensor(image)
+        )
         return {"image": tensor, "mask": torch.from_numpy(label.astype(np.int64)), "name": name}

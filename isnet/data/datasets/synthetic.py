@@ -18,7 +18,13 @@ import torch
 from torch.utils.data import Dataset
 
 from isnet.data.datamodule import SegDataModule, _pair
-from isnet.data.datasets.base import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, to_normalized_tensor
+from isnet.data.datasets.base import (
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    reseed_transform,
+    to_normalized_tensor,
+)
 
 __all__ = ["SyntheticSegDataset", "SyntheticDataModule", "synthetic_class_colours"]
 
@@ -41,7 +47,9 @@ def synthetic_class_colours(num_classes: int) -> np.ndarray:
     return colours
 
 
-def _pattern(kind: int, yy: np.ndarray, xx: np.ndarray, freq: float, angle: float, phase: float) -> np.ndarray:
+def _pattern(
+    kind: int, yy: np.ndarray, xx: np.ndarray, freq: float, angle: float, phase: float
+) -> np.ndarray:
     """Texture in [-1, 1] of one of ``_N_PATTERNS`` kinds over the pixel grid."""
     u = xx * np.cos(angle) + yy * np.sin(angle)
     v = -xx * np.sin(angle) + yy * np.cos(angle)
@@ -105,7 +113,8 @@ class SyntheticSegDataset(Dataset):
         # Per-class texture: (pattern kind, frequency, angle), fixed by K only.
         rng = np.random.default_rng([num_classes, 7919])
         self.textures = [
-            (k % _N_PATTERNS, float(rng.uniform(0.35, 1.1)), float(rng.uniform(0, np.pi))) for k in range(num_classes)
+            (k % _N_PATTERNS, float(rng.uniform(0.35, 1.1)), float(rng.uniform(0, np.pi)))
+            for k in range(num_classes)
         ]
 
     def __len__(self) -> int:
@@ -113,8 +122,7 @@ class SyntheticSegDataset(Dataset):
 
     def reseed(self, seed: int) -> None:
         """Re-seed the optional augmentation pipeline (the scenes themselves are fixed by index)."""
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(seed)
+        reseed_transform(self.transform, seed)
 
     def _draw_label(self, rng: np.random.Generator) -> np.ndarray:
         h, w = self.image_size
@@ -199,6 +207,7 @@ class SyntheticDataModule(SegDataModule):
 
     name = "synthetic"
     test_split = "test"
+    default_test_scale = None
 
     def __init__(
         self,
@@ -228,7 +237,6 @@ class SyntheticDataModule(SegDataModule):
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std!r}.")
         kwargs.setdefault("scale", (4 * max(size), min(size)))
-        kwargs.setdefault("test_scale", None)
         super().__init__(
             crop_size=crop_size if crop_size is not None else size,
             batch_size=batch_size,
@@ -249,7 +257,7 @@ class SyntheticDataModule(SegDataModule):
     @property
     def test_settings(self) -> dict[str, Any]:
         """Synthetic scenes are evaluated as generated (no resize)."""
-        return {"scale": None, "keep_ratio": True, "label_resolution": "original"}
+        return {"split": self.test_split, "scale": None, "keep_ratio": True, "label_resolution": "original"}
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         """Build the procedural dataset of ``split``."""

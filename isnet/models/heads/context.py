@@ -61,9 +61,10 @@ def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.T
         feats (B, C, H, W), logits (B, K, H, W) -> (B, C, H, W).
     """
     batch, channels, height, width = feats.shape
-    num_classes = logits.shape[1]
     if logits.shape[0] != batch or logits.shape[2:] != feats.shape[2:]:
-        raise ValueError(f"feats {tuple(feats.shape)} and logits {tuple(logits.shape)} must share batch and HxW")
+        raise ValueError(
+            f"feats {tuple(feats.shape)} and logits {tuple(logits.shape)} must share batch and HxW"
+        )
     with torch.autocast(feats.device.type, enabled=False):
         feats32 = feats.float().flatten(2)  # (B, C, N)
         logits32 = logits.float().flatten(2)  # (B, K, N)
@@ -71,7 +72,9 @@ def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.T
         member = torch.zeros_like(logits32).scatter_(1, classes, 1.0)  # one-hot region masks M
         # outside its region a class's logit is the dtype minimum (not -inf, which gives NaN for absent classes)
         masked = logits32.masked_fill(member == 0, torch.finfo(torch.float32).min)
-        weights = torch.softmax(masked, dim=2) * member  # (B, K, N), zero outside each region and for absent k
+        weights = (
+            torch.softmax(masked, dim=2) * member
+        )  # (B, K, N), zero outside each region and for absent k
         centres = torch.bmm(feats32, weights.transpose(1, 2))  # (B, C, K)
         feats_sl = centres.gather(2, classes.expand(batch, channels, -1))  # (B, C, N)
     return feats_sl.reshape(batch, channels, height, width).to(feats.dtype)

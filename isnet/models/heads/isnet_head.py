@@ -73,7 +73,9 @@ class ISNetHead(nn.Module):
             )
         else:
             self.shortcut = None
-            self.decoder_stage2 = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(feats_channels, num_classes, 1))
+            self.decoder_stage2 = nn.Sequential(
+                nn.Dropout2d(dropout), nn.Conv2d(feats_channels, num_classes, 1)
+            )
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.bottleneck(features[-1])

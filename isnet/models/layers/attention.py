@@ -74,7 +74,10 @@ class SelfAttentionBlock(nn.Module):
         if self.use_sdpa:
             # one head of width T; SDPA's default scale 1/sqrt(T) is the reference's matmul_norm. The fused
             # kernels accumulate the softmax in fp32 even for bf16 inputs.
-            context = F.scaled_dot_product_attention(query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1))
+            # SDPA picks its fused (flash) CPU/GPU kernels only when the last dim is contiguous; otherwise it
+            # falls back to the math path, which materialises the HW x HW matrix
+            query, key, value = (t.contiguous().unsqueeze(1) for t in (query, key, value))
+            context = F.scaled_dot_product_attention(query, key, value)
             context = context.squeeze(1)
         else:
             context = attention_reference(query, key, value)

@@ -19,7 +19,9 @@ def build_activation(act: str) -> nn.Module:
     raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
 
 
-def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int = 1, act: str = "relu") -> nn.Sequential:
+def conv_bn_act(
+    in_channels: int, out_channels: int, kernel_size: int = 1, act: str = "relu"
+) -> nn.Sequential:
     """Conv (no bias) -> BatchNorm2d -> activation, keys ``.0`` conv, ``.1`` BN (the reference's CBA).
 
     Plain ``BatchNorm2d`` is used on purpose: Lightning's ``sync_batchnorm=True`` converts it to SyncBN for

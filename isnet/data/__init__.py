@@ -1,0 +1,62 @@
+"""Segmentation data: one LightningDataModule per dataset, built on :class:`SegDataModule`.
+
+Datasets and their reference settings follow sssegmentation (`ssseg/modules/datasets/`,
+`configs/_base_/datasets/`). Use the classes directly, through Hydra (`conf/data/<name>.yaml`), or with
+:func:`build_datamodule`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isnet.data.datamodule import FileSegDataModule, SegDataModule, seed_worker, seg_collate
+from isnet.data.datasets.ade20k import ADE20kDataModule
+from isnet.data.datasets.cityscapes import CityscapesDataModule
+from isnet.data.datasets.cocostuff10k import COCOStuff10kDataModule
+from isnet.data.datasets.folder import FolderDataModule
+from isnet.data.datasets.lip import LIPDataModule
+from isnet.data.datasets.synthetic import SyntheticDataModule
+
+__all__ = [
+    "ADE20kDataModule",
+    "COCOStuff10kDataModule",
+    "CityscapesDataModule",
+    "DATAMODULES",
+    "FileSegDataModule",
+    "FolderDataModule",
+    "LIPDataModule",
+    "SegDataModule",
+    "SyntheticDataModule",
+    "build_datamodule",
+    "seed_worker",
+    "seg_collate",
+]
+
+DATAMODULES: dict[str, type[SegDataModule]] = {
+    "ade20k": ADE20kDataModule,
+    "cityscapes": CityscapesDataModule,
+    "cocostuff10k": COCOStuff10kDataModule,
+    "folder": FolderDataModule,
+    "lip": LIPDataModule,
+    "synthetic": SyntheticDataModule,
+}
+
+
+def build_datamodule(name: str, **kwargs: Any) -> SegDataModule:
+    """Build a DataModule by dataset name.
+
+    Args:
+        name: One of :data:`DATAMODULES` (``ade20k``, ``cityscapes``, ``cocostuff10k``, ``folder``,
+            ``lip``, ``synthetic``).
+        **kwargs: Constructor arguments of that DataModule.
+
+    Returns:
+        The DataModule.
+
+    Raises:
+        ValueError: Unknown ``name`` (the message lists the choices).
+    """
+    key = str(name).lower()
+    if key not in DATAMODULES:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATAMODULES)}.")
+    return DATAMODULES[key](**kwargs)

@@ -1,0 +1,1 @@
+"""Dataset definitions: file layouts, class names, palettes and label tables."""

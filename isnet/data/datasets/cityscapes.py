@@ -1,0 +1,141 @@
+"""Cityscapes (fine annotations): 19 train ids from the official labelId table.
+
+Reproduces sssegmentation `ssseg/modules/datasets/cityscapes.py` and
+`configs/_base_/datasets/cityscapes_512x1024.py`: ``*_gtFine_labelIds.png`` mapped to the 19 train ids
+(every other id ignored), train resize (2048, 1024) x U[0.5, 2.0), crop 512x1024, eval on ``val`` resized
+to (2048, 1024) keeping the ratio (1024x2048 images are unchanged). The id -> train-id table, the class
+names and the colours are taken from ``cityscapesscripts.helpers.labels``, the official definition.
+``*_gtFine_labelTrainIds.png`` files (written by ``scripts/prepare_cityscapes.py`` or the official
+``createTrainIdLabelImgs``) are read directly when present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as _CS_LABELS
+
+from isnet.data.datamodule import FileSegDataModule
+from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
+from isnet.data.datasets.listing import list_pairs, read_id_list
+
+__all__ = [
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_PALETTE",
+    "CITYSCAPES_ID_TO_TRAINID",
+    "CITYSCAPES_LABELID_LUT",
+    "CITYSCAPES_TRAINID_LUT",
+    "CityscapesDataModule",
+    "labelids_to_trainids",
+]
+
+_TRAIN_LABELS = sorted((lb for lb in _CS_LABELS if 0 <= lb.trainId < 255), key=lambda lb: lb.trainId)
+CITYSCAPES_CLASSES: tuple[str, ...] = tuple(lb.name for lb in _TRAIN_LABELS)
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = tuple(tuple(lb.color) for lb in _TRAIN_LABELS)
+
+# labelId -> trainId; ids whose trainId is 255 or -1 (license plate) are ignored. The license plate's id -1
+# is stored as 255 in uint8 PNGs.
+CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
+    (lb.id % 256): (lb.trainId if 0 <= lb.trainId < 255 else IGNORE_INDEX) for lb in _CS_LABELS
+}
+CITYSCAPES_LABELID_LUT = build_lut(CITYSCAPES_ID_TO_TRAINID, identity=False)
+CITYSCAPES_TRAINID_LUT = build_lut(
+    {**{t: t for t in range(len(CITYSCAPES_CLASSES))}, 255: 255}, identity=False
+)
+
+_LABEL_TYPES = ("auto", "labelIds", "labelTrainIds")
+_LAYOUT = (
+    "leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png and "
+    "gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png "
+    "(or _gtFine_labelTrainIds.png); optional id lists <split>.txt with <city>/<id>_leftImg8bit"
+)
+
+
+def labelids_to_trainids(label_ids: np.ndarray) -> np.ndarray:
+    """Map a labelIds image to train ids (uint8, 255 = ignore) with the official table."""
+    lut = CITYSCAPES_LABELID_LUT.copy()
+    lut[lut < 0] = IGNORE_INDEX
+    return lut[label_ids.astype(np.uint8)].astype(np.uint8)
+
+
+class CityscapesDataModule(FileSegDataModule):
+    """Cityscapes fine (19 classes; eval on ``val``, 500 images).
+
+    Args:
+        root: Folder holding ``leftImg8bit/`` and ``gtFine/``.
+        label_type: "labelTrainIds", "labelIds", or "auto" (train ids when every image of the split has
+            them, else label ids).
+        crop_size: Train crop (h, w), reference (512, 1024).
+        batch_size: GLOBAL batch, reference 16.
+        **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
+    """
+
+    name = "cityscapes"
+    class_names = list(CITYSCAPES_CLASSES)
+    palette = list(CITYSCAPES_PALETTE)
+    default_scale = (2048, 1024)
+    default_test_scale = (2048, 1024)
+    train_split = "train"
+    val_split = "val"
+    test_split = "val"
+    layout = _LAYOUT
+    prepare_script = "scripts/prepare_cityscapes.py"
+
+    def __init__(
+        self,
+        root: str | Path,
+        label_type: str = "auto",
+        crop_size: Any = (512, 1024),
+        batch_size: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        if label_type not in _LABEL_TYPES:
+            raise ValueError(f"label_type must be one of {list(_LABEL_TYPES)}, got {label_type!r}.")
+        super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
+        self.label_type = label_type
+
+    def label_lut(self, samples: list[SegSample]) -> np.ndarray:
+        """Train-id files pass through; labelIds files go through the official table."""
+        if samples and samples[0].label.name.endswith("_gtFine_labelTrainIds.png"):
+            return CITYSCAPES_TRAINID_LUT
+        return CITYSCAPES_LABELID_LUT
+
+    def _image_ids(self, split: str, image_dir: Path) -> tuple[list[str], Path | None]:
+        list_file = self.root / f"{split}.txt"
+        ids = read_id_list(list_file)
+        if ids is None:
+            ids = sorted(
+                str(p.relative_to(image_dir))[: -len(".png")] for p in image_dir.glob("*/*_leftImg8bit.png")
+            )
+            return ids, None
+        return [i[: -len(".png")] if i.endswith(".png") else i for i in ids], list_file
+
+    def list_samples(self, split: str) -> list[SegSample]:
+        """Pairs of ``split``, choosing labelTrainIds or labelIds files (and the matching table)."""
+        if not self.root.is_dir():
+            raise self.missing(f"dataset root {self.root}")
+        image_dir = self.root / "leftImg8bit" / split
+        label_dir = self.root / "gtFine" / split
+        for folder in (image_dir, label_dir):
+            if not folder.is_dir():
+                raise self.missing(f"split {split!r} folder {folder}")
+        ids, list_file = self._image_ids(split, image_dir)
+        label_type = self.label_type
+        if label_type == "auto":
+            has_train_ids = all(
+                (label_dir / f"{i.replace('_leftImg8bit', '_gtFine_labelTrainIds')}.png").is_file()
+                for i in ids
+            )
+            label_type = "labelTrainIds" if ids and has_train_ids else "labelIds"
+        suffix = f"_gtFine_{label_type}"
+        return list_pairs(
+            image_dir,
+            label_dir,
+            ids=ids,
+            image_suffix=".png",
+            label_suffix=".png",
+            label_name=lambda i: i.replace("_leftImg8bit", suffix),
+            list_file=list_file,
+        )

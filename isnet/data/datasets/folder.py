@@ -1,0 +1,184 @@
+"""Custom datasets from a folder: ``images/`` + ``masks/`` (same stem) + ``classes.yaml``.
+
+Layout::
+
+    <root>/classes.yaml
+    <root>/images/{train,val}/<stem>.<jpg|png|...>   <root>/masks/{train,val}/<stem>.png
+    # or, without split folders (a seeded ``val_fraction`` of the stems becomes the val split):
+    <root>/images/<stem>.<ext>                        <root>/masks/<stem>.png
+
+``classes.yaml``::
+
+    classes: [background, road, car]   # required: class names, index = train id
+    palette: [[0, 0, 0], [128, 64, 128], [0, 0, 142]]   # optional RGB per class
+    ignore_index: 255                  # optional: raw mask value meaning "ignore" (default 255)
+    mapping: {0: 0, 7: 1, 26: 2}       # optional: raw value -> class index; unlisted values are errors
+
+Masks are single-channel PNGs (8-bit grey or palette indices). Images are read like ``cv2.imread``,
+which applies the EXIF orientation, so masks must match the image as displayed. The train/test pipelines
+are the ADE20k ones unless overridden (scale, crop_size, test_scale, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from isnet.data.datamodule import FileSegDataModule
+from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut, make_palette
+from isnet.data.datasets.listing import IMAGE_SUFFIXES
+
+__all__ = ["FolderDataModule", "load_classes_yaml"]
+
+_LAYOUT = (
+    "classes.yaml, images/{train,val}/<stem>.<jpg|png|...> + masks/{train,val}/<stem>.png, "
+    "or images/<stem>.<ext> + masks/<stem>.png split by val_fraction"
+)
+
+
+def load_classes_yaml(path: Path) -> dict[str, Any]:
+    """Read and check ``classes.yaml``.
+
+    Returns:
+        Dict with ``classes`` (list[str]), ``palette`` (list of RGB tuples), ``ignore_index`` (int) and
+        ``lut`` (256-entry int16 table raw -> train id, 255 = ignore, -1 = invalid).
+
+    Raises:
+        FileNotFoundError: The file is missing.
+        ValueError: A key is missing or malformed; the message names the key and the file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"Class file not found: {path}. Expected layout: {_LAYOUT}.")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} must hold a mapping with a 'classes' key, got {type(content).__name__}.")
+    classes = content.get("classes", content.get("names"))
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{path}: 'classes' must be a non-empty list of class names, got {classes!r}.")
+    k = len(classes)
+    if k > 255:
+        raise ValueError(f"{path}: at most 255 classes are supported (255 is the ignore value), got {k}.")
+    palette = content.get("palette")
+    if palette is None:
+        palette = make_palette(k)
+    else:
+        ok = isinstance(palette, list) and len(palette) == k
+        ok = ok and all(
+            isinstance(c, list | tuple) and len(c) == 3 and all(0 <= int(v) <= 255 for v in c)
+            for c in palette
+        )
+        if not ok:
+            raise ValueError(
+                f"{path}: 'palette' must be a list of {k} [r, g, b] triples in 0..255, got {palette!r}."
+            )
+        palette = [tuple(int(v) for v in c) for c in palette]
+    ignore = content.get("ignore_index", IGNORE_INDEX)
+    if not isinstance(ignore, int) or not 0 <= ignore <= 255:
+        raise ValueError(f"{path}: 'ignore_index' must be an int in 0..255, got {ignore!r}.")
+    mapping = content.get("mapping")
+    if mapping is None:
+        if ignore < k:
+            raise ValueError(
+                f"{path}: ignore_index {ignore} collides with class index {ignore}; add a 'mapping'."
+            )
+        lut = build_lut({ignore: IGNORE_INDEX}, identity=True)
+    else:
+        if not isinstance(mapping, dict):
+            raise ValueError(f"{path}: 'mapping' must be a dict raw value -> class index, got {mapping!r}.")
+        table: dict[int, int] = {ignore: IGNORE_INDEX}
+        for raw, train in mapping.items():
+            if not (isinstance(raw, int) and 0 <= raw <= 255 and isinstance(train, int)):
+                raise ValueError(
+                    f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index."
+                )
+            if not (0 <= train < k or train == IGNORE_INDEX):
+                raise ValueError(f"{path}: mapping {raw} -> {train} is outside [0, {k}) and not 255.")
+            table[raw] = train
+        lut = build_lut(table, identity=False)
+    return {"classes": list(classes), "palette": palette, "ignore_index": ignore, "lut": lut}
+
+
+class FolderDataModule(FileSegDataModule):
+    """Custom data in ``images/`` + ``masks/`` + ``classes.yaml`` (see the module docstring).
+
+    Args:
+        root: Dataset folder.
+        val_fraction: Share of the stems used for ``val`` when there are no split folders.
+        split_seed: Seed of that split (fixed, so the split never changes between runs).
+        crop_size: Train crop.
+        batch_size: GLOBAL batch.
+        **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
+    """
+
+    name = "folder"
+    train_split = "train"
+    val_split = "val"
+    test_split = "val"
+    layout = _LAYOUT
+
+    def __init__(
+        self,
+        root: str | Path,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        crop_size: Any = (512, 512),
+        batch_size: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
+        super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
+        if not self.root.is_dir():
+            raise self.missing(f"dataset root {self.root}")
+        meta = load_classes_yaml(self.root / "classes.yaml")
+        self.class_names = meta["classes"]
+        self.palette = meta["palette"]
+        self.raw_ignore_index = meta["ignore_index"]
+        self.lut = meta["lut"]
+        self.val_fraction = float(val_fraction)
+        self.split_seed = int(split_seed)
+
+    def missing(self, what: Path | str) -> FileNotFoundError:
+        """Error for a missing folder, naming the expected layout."""
+        return FileNotFoundError(
+            f"{self.name}: {what} not found. Expected layout under root={self.root}: {self.layout} "
+            "(see isnet/data/datasets/folder.py)."
+        )
+
+    def _where(self, split: str) -> str:
+        return f"expected layout under root={self.root}: {self.layout}."
+
+    def _pairs(self, image_dir: Path, mask_dir: Path) -> list[SegSample]:
+        samples = []
+        for image in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            mask = mask_dir / f"{image.stem}.png"
+            if not mask.is_file():
+                raise FileNotFoundError(f"Image {image} has no mask: expected {mask}.")
+            samples.append(SegSample(image=image, label=mask, name=image.stem))
+        return samples
+
+    def list_samples(self, split: str) -> list[SegSample]:
+        """Pairs of ``split`` from split folders, or a seeded ``val_fraction`` split of the flat folder."""
+        image_root, mask_root = self.root / "images", self.root / "masks"
+        for folder in (image_root, mask_root):
+            if not folder.is_dir():
+                raise self.missing(f"folder {folder}")
+        if (image_root / "train").is_dir():
+            image_dir, mask_dir = image_root / split, mask_root / split
+            for folder in (image_dir, mask_dir):
+                if not folder.is_dir():
+                    raise self.missing(f"split {split!r} folder {folder}")
+            return self._pairs(image_dir, mask_dir)
+        if split not in ("train", "val"):
+            raise ValueError(f"Without split folders only 'train' and 'val' exist, got split {split!r}.")
+        samples = self._pairs(image_root, mask_root)
+        order = np.random.default_rng(self.split_seed).permutation(len(samples))
+        n_val = max(1, round(self.val_fraction * len(samples))) if len(samples) > 1 else 0
+        chosen = order[:n_val] if split == "val" else order[n_val:]
+        return [samples[i] for i in sorted(chosen)]

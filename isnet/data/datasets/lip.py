@@ -1,0 +1,169 @@
+"""LIP (Look Into Person): 20 human-parsing classes, raw labels, left/right pairs swapped on flip.
+
+Reproduces sssegmentation `ssseg/modules/datasets/lip.py` and `configs/_base_/datasets/lip_473x473.py`:
+labels are used as stored (0 = background is a real class), train resize to a square of side
+int(520 r) with r ~ U[0.75, 1.25), crop 473x473, flip with the (14, 15), (16, 17), (18, 19) pairs swapped,
+rotation; eval on ``val`` (10,000 images) resized to 473x473 ignoring the aspect ratio. Both the layout of
+the official zips (``TrainVal_images/``, ``TrainVal_parsing_annotations/``) and the reference's flattened
+layout (``{train,val}_images``, ``{train,val}_segmentations``, ``{train,val}_id.txt``) are read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from isnet.data.datamodule import FileSegDataModule
+from isnet.data.datasets.base import SegSample
+from isnet.data.datasets.listing import list_pairs, read_id_list
+from isnet.data.transforms import LIP_FLIP_PAIRS  # (left, right): arms, legs, shoes
+
+__all__ = ["LIP_CLASSES", "LIP_PALETTE", "LIP_FLIP_PAIRS", "LIPDataModule", "find_lip_dirs"]
+
+LIP_CLASSES: tuple[str, ...] = (
+    "background",
+    "hat",
+    "hair",
+    "glove",
+    "sunglasses",
+    "upperclothes",
+    "dress",
+    "coat",
+    "socks",
+    "pants",
+    "jumpsuits",
+    "scarf",
+    "skirt",
+    "face",
+    "leftArm",
+    "rightArm",
+    "leftLeg",
+    "rightLeg",
+    "leftShoe",
+    "rightShoe",
+)
+
+LIP_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0, 0, 0),
+    (128, 0, 0),
+    (255, 0, 0),
+    (0, 85, 0),
+    (170, 0, 51),
+    (255, 85, 0),
+    (0, 0, 85),
+    (0, 119, 221),
+    (85, 85, 0),
+    (0, 85, 85),
+    (85, 51, 0),
+    (52, 86, 128),
+    (0, 128, 0),
+    (0, 0, 255),
+    (51, 170, 221),
+    (0, 255, 255),
+    (85, 255, 170),
+    (170, 255, 85),
+    (255, 255, 0),
+    (255, 170, 0),
+)
+
+_LAYOUTS = ("auto", "official", "flat")
+_LAYOUT = (
+    "official: TrainVal_images/{train,val}_images/<id>.jpg + "
+    "TrainVal_parsing_annotations/{train,val}_segmentations/<id>.png (optional "
+    "TrainVal_images/{train,val}_id.txt); or flat: {train,val}_images/, {train,val}_segmentations/, "
+    "{train,val}_id.txt"
+)
+
+
+def find_lip_dirs(root: Path, split: str, layout: str = "auto") -> tuple[Path, Path, Path | None] | None:
+    """Locate the image folder, label folder and id list of ``split``; ``None`` if not found.
+
+    Args:
+        root: Dataset folder.
+        split: "train" or "val".
+        layout: "official", "flat" or "auto" (official first, then flat).
+
+    Returns:
+        ``(image_dir, label_dir, list_file or None)``.
+    """
+    candidates = []
+    if layout in ("auto", "official"):
+        ann = root / "TrainVal_parsing_annotations"
+        for label_dir in (ann / f"{split}_segmentations", ann / ann.name / f"{split}_segmentations"):
+            candidates.append(
+                (
+                    root / "TrainVal_images" / f"{split}_images",
+                    label_dir,
+                    root / "TrainVal_images" / f"{split}_id.txt",
+                )
+            )
+    if layout in ("auto", "flat"):
+        candidates.append(
+            (root / f"{split}_images", root / f"{split}_segmentations", root / f"{split}_id.txt")
+        )
+    for image_dir, label_dir, list_file in candidates:
+        if image_dir.is_dir() and label_dir.is_dir():
+            if not list_file.is_file() and (root / f"{split}_id.txt").is_file():
+                list_file = root / f"{split}_id.txt"
+            return image_dir, label_dir, list_file if list_file.is_file() else None
+    return None
+
+
+class LIPDataModule(FileSegDataModule):
+    """LIP single-person parsing (20 classes; eval on ``val``).
+
+    Args:
+        root: Folder with the official or the flat layout.
+        layout: "auto", "official" or "flat".
+        crop_size: Train crop, reference (473, 473).
+        batch_size: GLOBAL batch, reference 32 (R-50/R-101) or 40 (S-101).
+        ratio_range: Square-resize jitter, reference (0.75, 1.25).
+        **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
+    """
+
+    name = "lip"
+    class_names = list(LIP_CLASSES)
+    palette = list(LIP_PALETTE)
+    flip_pairs = list(LIP_FLIP_PAIRS)
+    lip = True
+    lut = None
+    default_scale = (520, 520)
+    default_test_scale = (473, 473)
+    train_split = "train"
+    val_split = "val"
+    test_split = "val"
+    layout = _LAYOUT
+    prepare_script = "scripts/prepare_lip.py"
+
+    def __init__(
+        self,
+        root: str | Path,
+        layout: str = "auto",
+        crop_size: Any = (473, 473),
+        batch_size: int = 32,
+        ratio_range: Any = (0.75, 1.25),
+        test_keep_ratio: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
+        super().__init__(
+            root=root,
+            crop_size=crop_size,
+            batch_size=batch_size,
+            ratio_range=ratio_range,
+            test_keep_ratio=test_keep_ratio,
+            **kwargs,
+        )
+        self.layout_kind = layout
+
+    def list_samples(self, split: str) -> list[SegSample]:
+        """Pairs of ``split`` from its id list if present, else the image folder."""
+        if not self.root.is_dir():
+            raise self.missing(f"dataset root {self.root}")
+        found = find_lip_dirs(self.root, split, self.layout_kind)
+        if found is None:
+            raise self.missing(f"split {split!r} ({self.layout_kind} layout)")
+        image_dir, label_dir, list_file = found
+        ids = read_id_list(list_file) if list_file is not None else None
+        return list_pairs(image_dir, label_dir, ids=ids, list_file=list_file)

@@ -1,0 +1,48 @@
+"""Data transforms reproducing sssegmentation's ISNet pipelines, as albumentations 2.0 transforms.
+
+Public entry points are :func:`build_train_transforms` and :func:`build_test_transforms`; the single
+transforms are exported for reuse and testing.
+"""
+
+from __future__ import annotations
+
+from .cast import MaskToInt64
+from .compose import TorchSeededCompose
+from .crop import CatMaxRatioCrop, crop_is_accepted, select_crop
+from .flip import HorizontalFlipSwapPairs, swap_label_pairs
+from .padding import CenterPad, center_pad
+from .photometric import PhotoMetricDistortion
+from .pipelines import (
+    IMAGENET_MEAN_255,
+    IMAGENET_STD_255,
+    LIP_FLIP_PAIRS,
+    TEST_SETTINGS,
+    TRAIN_SETTINGS,
+    build_test_transforms,
+    build_train_transforms,
+)
+from .resize import RandomResizeRatio, resized_shape
+from .rotate import RandomRotation
+
+__all__ = [
+    "IMAGENET_MEAN_255",
+    "IMAGENET_STD_255",
+    "LIP_FLIP_PAIRS",
+    "TEST_SETTINGS",
+    "TRAIN_SETTINGS",
+    "CatMaxRatioCrop",
+    "CenterPad",
+    "HorizontalFlipSwapPairs",
+    "MaskToInt64",
+    "PhotoMetricDistortion",
+    "RandomResizeRatio",
+    "RandomRotation",
+    "TorchSeededCompose",
+    "build_test_transforms",
+    "build_train_transforms",
+    "center_pad",
+    "crop_is_accepted",
+    "resized_shape",
+    "select_crop",
+    "swap_label_pairs",
+]

@@ -1,0 +1,176 @@
+"""Train and test pipelines of the sssegmentation ISNet dataset configs (``configs/_base_/datasets``).
+
+Train (ADE20k, COCOStuff-10k, Cityscapes): random-ratio keep-ratio resize, category-ratio crop,
+horizontal flip, photometric distortion, normalise, centred pad to the crop size, to tensor.
+Train (LIP): square resize ``int(520 * r)``, ``r ~ U[0.75, 1.25)``, crop 473, flip with left/right label
+swap, rotation (p 0.6, -30..29 degrees), photometric distortion, normalise, pad, to tensor. The
+reference's ``EdgeExtractor`` output is unused by ISNet and is left out.
+Test: deterministic resize of the image only (keep-ratio, or 473x473 for LIP), normalise, to tensor; the
+label keeps its original resolution because evaluation resizes predictions back to it.
+
+Inputs are RGB uint8 images (the reference reads BGR and converts to RGB inside ``Normalize``; every
+step before it is colour-order independent except the photometric HSV steps, handled in
+:mod:`.photometric`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import albumentations as A
+from albumentations.pytorch import ToTensorV2
+
+from ._checks import check_int_pair, check_label, check_mean_std, check_probability, check_range
+from .cast import MaskToInt64
+from .compose import TorchSeededCompose
+from .crop import CatMaxRatioCrop
+from .flip import HorizontalFlipSwapPairs, check_flip_pairs
+from .padding import CenterPad
+from .photometric import PhotoMetricDistortion
+from .resize import RandomResizeRatio
+from .rotate import RandomRotation
+
+__all__ = [
+    "IMAGENET_MEAN_255",
+    "IMAGENET_STD_255",
+    "LIP_FLIP_PAIRS",
+    "TEST_SETTINGS",
+    "TRAIN_SETTINGS",
+    "build_test_transforms",
+    "build_train_transforms",
+]
+
+IMAGENET_MEAN_255: tuple[float, float, float] = (123.675, 116.28, 103.53)
+"""ImageNet RGB mean in 0-255 units (the reference's ``Normalize`` mean)."""
+IMAGENET_STD_255: tuple[float, float, float] = (58.395, 57.12, 57.375)
+"""ImageNet RGB std in 0-255 units (the reference's ``Normalize`` std)."""
+LIP_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((14, 15), (16, 17), (18, 19))
+"""LIP left/right pairs: arms, legs, shoes (0-based labels)."""
+
+TRAIN_SETTINGS: dict[str, dict[str, Any]] = {
+    "ade20k": {"scale": (2048, 512), "crop_size": (512, 512)},
+    "cocostuff10k": {"scale": (2048, 512), "crop_size": (512, 512)},
+    "cityscapes": {"scale": (2048, 1024), "crop_size": (512, 1024)},
+    "lip": {
+        "scale": (520, 520),
+        "crop_size": (473, 473),
+        "ratio_range": (0.75, 1.25),
+        "flip_pairs": LIP_FLIP_PAIRS,
+        "lip": True,
+    },
+}
+"""Per-dataset keyword arguments of :func:`build_train_transforms` (reference dataset configs)."""
+
+TEST_SETTINGS: dict[str, dict[str, Any]] = {
+    "ade20k": {"scale": (2048, 512), "keep_ratio": True},
+    "cocostuff10k": {"scale": (2048, 512), "keep_ratio": True},
+    "cityscapes": {"scale": (2048, 1024), "keep_ratio": True},
+    "lip": {"scale": (473, 473), "keep_ratio": False},
+}
+"""Per-dataset keyword arguments of :func:`build_test_transforms` (reference dataset configs)."""
+
+LIP_ROTATE_PROB = 0.6
+LIP_MAX_ANGLE = 30
+
+
+def build_train_transforms(
+    scale: tuple[int, int] = (2048, 512),
+    crop_size: tuple[int, int] = (512, 512),
+    ratio_range: tuple[float, float] = (0.5, 2.0),
+    cat_max_ratio: float = 0.75,
+    flip_prob: float = 0.5,
+    flip_pairs: Iterable[Sequence[int]] = (),
+    lip: bool = False,
+    ignore_index: int = 255,
+    mean: Sequence[float] = IMAGENET_MEAN_255,
+    std: Sequence[float] = IMAGENET_STD_255,
+) -> A.Compose:
+    """Build the reference's training pipeline.
+
+    Call the result with ``image=`` (H, W, 3) uint8 RGB and ``mask=`` (H, W) integer labels (255 =
+    ignore). It returns ``image`` float32 (3, h, w) normalised and ``mask`` int64 (h, w), both at
+    ``crop_size``.
+
+    Args:
+        scale: Base resize size ``(A, B)``: (2048, 512) ADE20k/COCOStuff, (2048, 1024) Cityscapes,
+            (520, 520) LIP.
+        crop_size: Crop and padding size ``(h, w)``: (512, 512), (512, 1024), (473, 473).
+        ratio_range: Resize jitter ``(low, high)``: (0.5, 2.0), LIP (0.75, 1.25).
+        cat_max_ratio: Largest share of one label in an accepted crop.
+        flip_prob: Horizontal flip probability.
+        flip_pairs: Label pairs swapped on flip (LIP: :data:`LIP_FLIP_PAIRS`).
+        lip: LIP recipe: resize without keeping the aspect ratio and rotate (p 0.6, -30..29 degrees)
+            after the flip.
+        ignore_index: Ignore label, used by the crop check, rotation border and padding.
+        mean: RGB mean in 0-255 units.
+        std: RGB std in 0-255 units.
+
+    Returns:
+        A :class:`~isnet.data.transforms.compose.TorchSeededCompose` (an ``A.Compose``).
+    """
+    scale = check_int_pair("scale", scale)
+    crop_size = check_int_pair("crop_size", crop_size)
+    ratio_range = check_range("ratio_range", ratio_range)
+    flip_prob = check_probability("flip_prob", flip_prob)
+    pairs = check_flip_pairs(flip_pairs)
+    ignore_index = check_label("ignore_index", ignore_index)
+    mean, std = check_mean_std(mean, std)
+    if not isinstance(lip, bool):
+        raise ValueError(f"lip must be True or False, got {lip!r}")
+    if ignore_index in {label for pair in pairs for label in pair}:
+        raise ValueError(f"flip_pairs must not contain ignore_index={ignore_index}, got {pairs!r}")
+
+    flip = HorizontalFlipSwapPairs(pairs, p=flip_prob) if pairs else A.HorizontalFlip(p=flip_prob)
+    transforms: list[Any] = [
+        RandomResizeRatio(scale, ratio_range, keep_ratio=not lip),
+        CatMaxRatioCrop(crop_size, cat_max_ratio=cat_max_ratio, ignore_index=ignore_index),
+        flip,
+    ]
+    if lip:
+        transforms.append(
+            RandomRotation(LIP_MAX_ANGLE, image_fill=0.0, ignore_index=ignore_index, p=LIP_ROTATE_PROB)
+        )
+    transforms += [
+        PhotoMetricDistortion(),
+        A.Normalize(mean=mean, std=std, max_pixel_value=1.0, p=1.0),
+        CenterPad(crop_size, image_fill=0.0, ignore_index=ignore_index),
+        MaskToInt64(),
+        ToTensorV2(),
+    ]
+    return TorchSeededCompose(transforms)
+
+
+def build_test_transforms(
+    scale: tuple[int, int] = (2048, 512),
+    keep_ratio: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN_255,
+    std: Sequence[float] = IMAGENET_STD_255,
+) -> A.Compose:
+    """Build the reference's test pipeline (no randomness).
+
+    Call the result with ``image=`` (H, W, 3) uint8 RGB and optionally ``mask=``. It returns ``image``
+    float32 (3, h', w') resized and normalised and, if given, ``mask`` int64 (H, W) *unresized*.
+
+    Args:
+        scale: Resize size: (2048, 512) ADE20k/COCOStuff (short side 512 unless the long side would
+            exceed 2048), (2048, 1024) Cityscapes, (473, 473) LIP.
+        keep_ratio: Keep the aspect ratio (``False`` for LIP: exactly ``scale``).
+        mean: RGB mean in 0-255 units.
+        std: RGB std in 0-255 units.
+
+    Returns:
+        An ``A.Compose``.
+    """
+    scale = check_int_pair("scale", scale)
+    mean, std = check_mean_std(mean, std)
+    if not isinstance(keep_ratio, bool):
+        raise ValueError(f"keep_ratio must be True or False, got {keep_ratio!r}")
+    return A.Compose(
+        [
+            RandomResizeRatio(scale, ratio_range=None, keep_ratio=keep_ratio, resize_mask=False),
+            A.Normalize(mean=mean, std=std, max_pixel_value=1.0, p=1.0),
+            MaskToInt64(),
+            ToTensorV2(),
+        ]
+    )

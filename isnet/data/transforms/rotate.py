@@ -1,0 +1,65 @@
+"""Random rotation of sssegmentation's ``RandomRotation`` (LIP recipe: ``prob=0.6, angle_upper=30``).
+
+With probability ``p`` the sample is rotated by an integer angle drawn like ``np.random.randint(-30, 30)``
+(so -30..29 degrees) about ``(w/2, h/2)`` with ``cv2.getRotationMatrix2D`` at scale 1, keeping the size.
+The image uses bicubic interpolation and a black border; the label uses nearest neighbour and the ignore
+value as border, so the corners brought in by the rotation are not trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from ._checks import check_label
+
+__all__ = ["RandomRotation"]
+
+
+class RandomRotation(A.DualTransform):
+    """Rotate about the centre by a random integer angle in ``[-max_angle, max_angle)``.
+
+    Args:
+        max_angle: Angle bound in degrees (30 for LIP); the upper bound is excluded as in the reference.
+        image_fill: Border value for the image (0 = black in raw pixels).
+        ignore_index: Border value for the label (255 in this project).
+        p: Probability of rotating (0.6 for LIP).
+    """
+
+    def __init__(self, max_angle: int = 30, image_fill: float = 0.0, ignore_index: int = 255, p: float = 0.6):
+        super().__init__(p=p)
+        if isinstance(max_angle, bool) or not isinstance(max_angle, (int, np.integer)) or max_angle <= 0:
+            raise ValueError(f"max_angle must be a positive int (degrees), got {max_angle!r}")
+        self.max_angle = int(max_angle)
+        self.image_fill = float(image_fill)
+        self.ignore_index = check_label("ignore_index", ignore_index)
+
+    def get_params(self) -> dict[str, Any]:
+        """Draw the angle in ``-max_angle .. max_angle - 1``."""
+        return {"angle": int(self.random_generator.integers(-self.max_angle, self.max_angle))}
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """Build the 2x3 rotation matrix about the image centre ``(w/2, h/2)``."""
+        height, width = params["shape"][:2]
+        matrix = cv2.getRotationMatrix2D(center=(width / 2, height / 2), angle=params["angle"], scale=1)
+        return {"matrix": matrix}
+
+    def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
+        """Rotate the image (bicubic, constant border ``image_fill``)."""
+        height, width = img.shape[:2]
+        return cv2.warpAffine(
+            img, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=(self.image_fill,) * 4
+        )
+
+    def apply_to_mask(self, mask: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
+        """Rotate the label (nearest, constant border ``ignore_index``)."""
+        height, width = mask.shape[:2]
+        return cv2.warpAffine(
+            mask, matrix, (width, height), flags=cv2.INTER_NEAREST, borderValue=float(self.ignore_index)
+        )
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("max_angle", "image_fill", "ignore_index")

@@ -1,0 +1,80 @@
+"""Inference-only rewrites that keep fp32 results within rounding of the plain model.
+
+* Folding BatchNorm into the convolution that feeds it (eval-mode BN is an affine map per channel), which removes
+  about a tenth of the CPU inference time.
+* ``channels_last`` memory format, which oneDNN (CPU) and cuDNN (GPU) convolutions run faster.
+
+The rules below cover the layouts in this package: ``nn.Sequential`` runs of (Conv2d, BatchNorm2d) (the head,
+the reference-style stems and shortcuts) and timm's named pairs (``conv1``/``bn1`` ... in ResNet/ResNeSt blocks,
+``conv``/``bn0`` and ``fc1``/``bn1`` in split attention, the deep stem's last conv with the top-level ``bn1``).
+Each pair is folded only if the conv output feeds the BN directly in that module's forward.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["fold_batchnorm_", "fold_conv_bn", "make_inference_copy"]
+
+# (conv attribute, bn attribute) pairs of timm blocks in which the conv feeds the BN directly
+_NAMED_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv", "bn0"), ("fc1", "bn1"))
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold eval-mode ``bn`` into ``conv`` in place: w' = w * g / s, b' = (b - mu) * g / s + beta."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+
+def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    return (
+        isinstance(conv, nn.Conv2d)
+        and isinstance(bn, nn.BatchNorm2d)
+        and bn.track_running_stats
+        and bn.affine
+        and conv.out_channels == bn.num_features
+    )
+
+
+def fold_batchnorm_(model: nn.Module) -> int:
+    """Fold every (Conv2d -> BatchNorm2d) pair of ``model`` in place; the BNs become ``nn.Identity``.
+
+    Returns:
+        The number of BatchNorm layers folded.
+    """
+    folded = 0
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            children = list(module)
+            for i in range(len(children) - 1):
+                if _foldable(children[i], children[i + 1]):
+                    fold_conv_bn(children[i], children[i + 1])
+                    module[i + 1] = nn.Identity()
+                    folded += 1
+            continue
+        for conv_name, bn_name in _NAMED_PAIRS:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Sequential) and len(conv) and conv_name == "conv1":
+                conv = conv[-1]  # timm deep stem: conv1 = Sequential(..., conv) followed by the top-level bn1
+            if conv is not None and bn is not None and _foldable(conv, bn):
+                fold_conv_bn(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+                folded += 1
+    return folded
+
+
+def make_inference_copy(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """A deep copy in eval mode with BatchNorm folded and (optionally) ``channels_last`` weights."""
+    fast = copy.deepcopy(model).eval()
+    fold_batchnorm_(fast)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    for param in fast.parameters():
+        param.requires_grad_(False)
+    return fast

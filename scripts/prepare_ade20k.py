@@ -1,0 +1,60 @@
+"""Prepare ADE20k: unzip ``ADEChallengeData2016.zip`` and write the ``{train,val}.txt`` id lists.
+
+Result (what ``isnet.data.ADE20kDataModule`` and ``conf/data/ade20k.yaml`` read)::
+
+    <root>/ADEChallengeData2016/images/{training,validation}/<id>.jpg
+    <root>/ADEChallengeData2016/annotations/{training,validation}/<id>.png
+    <root>/ADEChallengeData2016/{train,val}.txt
+
+Idempotent; existing files that differ are kept unless ``--force``.
+
+Usage: python scripts/prepare_ade20k.py --zip ADEChallengeData2016.zip --root data/ADE20k
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from isnet.data.datasets.ade20k import find_ade20k_root
+from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, write_text
+
+SPLITS = {"train": "training", "val": "validation"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the preparation; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root", type=Path, default=Path("data/ADE20k"), help="output / dataset folder")
+    parser.add_argument(
+        "--zip", type=Path, default=None, help="ADEChallengeData2016.zip (skip if already unzipped)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
+    args = parser.parse_args(argv)
+
+    report = PrepareReport()
+    if args.zip is not None:
+        report.merge(extract_zip(args.zip, args.root, force=args.force))
+    base = find_ade20k_root(args.root)
+    if base is None:
+        console.print(
+            f"[red]ADEChallengeData2016 (images/, annotations/) not found under {args.root}; "
+            "pass --zip ADEChallengeData2016.zip[/red]"
+        )
+        return 1
+    for split, folder in SPLITS.items():
+        ids = sorted(p.stem for p in (base / "images" / folder).glob("*.jpg"))
+        missing = [i for i in ids if not (base / "annotations" / folder / f"{i}.png").is_file()]
+        if missing:
+            console.print(
+                f"[yellow]{len(missing)} {split} image(s) have no annotation, e.g. {missing[0]}[/yellow]"
+            )
+        report.merge(write_text(base / f"{split}.txt", "".join(f"{i}\n" for i in ids), force=args.force))
+    console.print(report.summary(f"ADE20k at {base}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

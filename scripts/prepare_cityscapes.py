@@ -1,0 +1,65 @@
+"""Prepare Cityscapes: write ``*_gtFine_labelTrainIds.png`` (and optional id lists) from the labelIds.
+
+The labelId -> trainId table is the official one from ``cityscapesscripts.helpers.labels``; ids without
+a train id become 255. ``isnet.data.CityscapesDataModule`` reads the train-id files when they exist
+(faster, no table lookup) and the labelIds otherwise, so this step is optional. Download
+``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.zip`` from cityscapes-dataset.com and unzip
+both into ``--root`` first.
+
+Idempotent; existing files that differ (e.g. made by another tool) are kept unless ``--force``.
+
+Usage: python scripts/prepare_cityscapes.py --root data/CityScapes [--lists]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from isnet.data.datasets.base import read_label
+from isnet.data.datasets.cityscapes import labelids_to_trainids
+from isnet.data.datasets.prepare import PrepareReport, console, progress, write_label_png, write_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the preparation; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root", type=Path, default=Path("data/CityScapes"), help="folder with leftImg8bit/, gtFine/"
+    )
+    parser.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to convert")
+    parser.add_argument(
+        "--lists", action="store_true", help="also write <split>.txt id lists (reference style)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
+    args = parser.parse_args(argv)
+
+    report = PrepareReport()
+    for split in args.splits:
+        label_dir = args.root / "gtFine" / split
+        if not label_dir.is_dir():
+            console.print(
+                f"[red]{label_dir} not found; expected gtFine/{split}/<city>/*_gtFine_labelIds.png "
+                f"under {args.root} (unzip gtFine_trainvaltest.zip there)[/red]"
+            )
+            return 1
+        sources = sorted(label_dir.glob("*/*_gtFine_labelIds.png"))
+        for src in progress(sources, len(sources), f"trainIds {split}"):
+            target = src.with_name(src.name.replace("_gtFine_labelIds.png", "_gtFine_labelTrainIds.png"))
+            report.merge(write_label_png(target, labelids_to_trainids(read_label(src)), force=args.force))
+        if args.lists:
+            image_dir = args.root / "leftImg8bit" / split
+            ids = sorted(
+                str(p.relative_to(image_dir).with_suffix("")) for p in image_dir.glob("*/*_leftImg8bit.png")
+            )
+            report.merge(
+                write_text(args.root / f"{split}.txt", "".join(f"{i}\n" for i in ids), force=args.force)
+            )
+    console.print(report.summary(f"Cityscapes at {args.root}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

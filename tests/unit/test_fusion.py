@@ -1,0 +1,72 @@
+"""The default eval fast path (BatchNorm folded, channels_last) equals the plain fp32 path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from isnet import ISNet
+from isnet.models.fusion import fold_batchnorm_, make_inference_copy
+
+
+def _randomise(model: nn.Module, seed: int = 0) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) * 0.4 - 0.2)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18d", "resnest14d"])
+def test_every_batchnorm_is_folded_and_logits_agree(backbone: str) -> None:
+    model = ISNet(
+        backbone, 7, feats_channels=32, transform_channels=16, shortcut=backbone == "resnet18d"
+    ).eval()
+    _randomise(model)
+    fast = make_inference_copy(nn.ModuleDict({"backbone": model.backbone, "head": model.head}))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(2, 3, 45, 61)
+    with torch.inference_mode():
+        fused = model.predict_logits(x)
+        model.fast_inference = False
+        plain = model.predict_logits(x)
+    assert model._inference_cache is not None  # the fast copy was used for `fused`
+    assert (fused - plain).abs().max() <= 1e-4 * max(1.0, plain.abs().max().item())
+
+
+def test_fast_path_follows_weight_changes_and_training() -> None:
+    model = ISNet("resnet18d", 3, feats_channels=16, transform_channels=8).eval()
+    x = torch.randn(1, 3, 40, 40)
+    with torch.inference_mode():
+        before = model(x)
+    other = ISNet("resnet18d", 3, feats_channels=16, transform_channels=8).eval()
+    _randomise(other, seed=3)
+    model.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        after = model(x)
+        model.fast_inference = False
+        expected = model(x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-5)
+    model.train()
+    assert model._inference_cache is None
+    model.eval()
+    with torch.enable_grad():  # autograd in eval mode uses the plain modules, so gradients reach the weights
+        model.fast_inference = True
+        model(x).sum().backward()
+    assert model.head.bottleneck[0].weight.grad is not None
+
+
+def test_fold_counts_pairs_once() -> None:
+    seq = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+    )
+    _randomise(seq)
+    seq.eval()
+    x = torch.randn(1, 3, 9, 9)
+    expected = seq(x)
+    assert fold_batchnorm_(seq) == 2 and fold_batchnorm_(seq) == 0
+    torch.testing.assert_close(seq(x), expected, rtol=1e-5, atol=1e-6)
