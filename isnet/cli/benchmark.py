@@ -1,30 +1,36 @@
-"""Benchmarks of ISNet on this machine, written as JSON (and printed as a table).
+"""Benchmark ISNet on this machine (and the reference sssegmentation beside it), written as JSON plus a table.
 
-Measured here (never in timed tests): the SLC class-centre step vectorised vs the reference's loop, inference
-latency, a training step, FLOPs (``torch.utils.flop_counter``) and achieved FLOP/s against a matmul peak
-measured in the same run. Each timing is ``repeats`` runs after one warm-up; min and median are reported.
+Each timed case runs in its own worker process per implementation (``isnet/cli/bench_worker.py``), so peak RSS
+is that case's own; the parent alternates single iterations between the implementations (one warm-up each, then
+``--repeats`` rounds) so both see the same machine load, and reports min / median and our/their ratio. The
+reference is built with its own random weights and ours loads exactly those weights. In-process extras: the
+fp32 matmul peak of this machine, model FLOPs (``torch.utils.flop_counter``) and the achieved fraction of that
+peak, the SLC class-centre step vectorised vs the reference's loop, bf16 vs fp32 argmax agreement, and the train
+data pipeline's images/s per worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from isnet.models import ISNet, ISNetLoss
-from isnet.models.heads import semantic_class_centres
-
 __all__ = ["main", "slc_loop", "time_fn"]
+
+WORKER = Path(__file__).with_name("bench_worker.py")
 
 
 def slc_loop(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -58,145 +64,338 @@ def time_fn(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, A
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return {"times_s": times, "min_s": min(times), "median_s": statistics.median(times)}
+    return _summary(times)
+
+
+def _summary(times: list[float]) -> dict[str, Any]:
+    return {
+        "times_s": [round(t, 4) for t in times],
+        "min_s": min(times),
+        "median_s": statistics.median(times),
+    }
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """fp32 matmul throughput of this machine (GFLOP/s), the roofline for the achieved-FLOP/s fraction."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    stats = time_fn(lambda: a @ b, repeats)
-    return 2 * n**3 / stats["min_s"] / 1e9
+    return 2 * n**3 / time_fn(lambda: a @ b, repeats)["min_s"] / 1e9
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
+def count_gflop(backbone: str, num_classes: int, size: tuple[int, int], batch: int = 1) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+    from isnet import ISNet
+
+    model = ISNet(backbone, num_classes=num_classes, fast_inference=False).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.predict_logits(torch.randn(batch, 3, *size))
+    return counter.get_total_flops() / 1e9
 
 
-def bench_slc(
-    batch: int, height: int, width: int, num_classes: int, channels: int, repeats: int
-) -> dict[str, Any]:
+class Worker:
+    """A bench_worker subprocess for one implementation and phase."""
+
+    def __init__(self, label: str, args: list[str], python: str, env: dict[str, str]) -> None:
+        self.label = label
+        self.proc = subprocess.Popen(
+            [python, str(WORKER), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        self._read()  # {"ready": true}
+        self.times: list[float] = []
+
+    def _read(self) -> dict[str, Any]:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"benchmark worker {self.label!r} exited with code {self.proc.wait()}")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def run(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return self._read()["time_s"]
+
+    def close(self) -> float:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        rss = self._read()["peak_rss_mb"]
+        self.proc.wait()
+        return rss
+
+
+def run_case(name: str, common: list[str], variants: dict[str, list[str]], args: argparse.Namespace) -> dict:
+    """Start one worker per variant, alternate warm-up + ``repeats`` single iterations, summarise."""
+    env = dict(os.environ)
+    workers: dict[str, Worker] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "reference_weights.pth")
+        try:
+            # the reference starts first: it writes the random weights that our workers then load
+            for label, extra in sorted(variants.items(), key=lambda item: item[0] != "reference"):
+                is_ref = label == "reference"
+                python = args.reference_python if is_ref else sys.executable
+                shares_weights = "reference" in variants and _phase(common) != "slc"
+                more = ["--impl", "reference" if is_ref else "ours"]
+                if is_ref:
+                    more += ["--reference-src", args.reference] + (
+                        ["--weights-out", weights] if shares_weights else []
+                    )
+                elif shares_weights:
+                    more += ["--weights", weights]
+                workers[label] = Worker(
+                    label, [*common, *extra, *more, "--threads", str(args.threads)], python, env
+                )
+            for worker in workers.values():
+                worker.run()  # warm-up
+            for _ in range(args.repeats):
+                for worker in workers.values():
+                    worker.times.append(worker.run())
+        finally:
+            rss = {label: w.close() for label, w in workers.items() if w.proc.poll() is None}
+    result: dict[str, Any] = {"case": name, "args": common}
+    for label, worker in workers.items():
+        result[label] = _summary(worker.times) | {"peak_rss_mb": rss.get(label)}
+    if "reference" in workers:
+        ref = result["reference"]
+        for label in workers:
+            if label != "reference":
+                result[label]["speedup_vs_reference_median"] = ref["median_s"] / result[label]["median_s"]
+                result[label]["speedup_vs_reference_min"] = ref["min_s"] / result[label]["min_s"]
+                if ref["peak_rss_mb"] and result[label]["peak_rss_mb"]:
+                    result[label]["rss_fraction_of_reference"] = (
+                        result[label]["peak_rss_mb"] / ref["peak_rss_mb"]
+                    )
+    _print_case(result)
+    return result
+
+
+def _phase(common: list[str]) -> str:
+    return common[common.index("--phase") + 1]
+
+
+def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> dict[str, Any]:
+    from isnet.models.heads import semantic_class_centres
+
     gen = torch.Generator().manual_seed(0)
-    feats = torch.randn(batch, channels, height, width, generator=gen)
-    logits = torch.randn(batch, num_classes, height, width, generator=gen)
+    feats = torch.randn(batch, 512, size, size, generator=gen)
+    logits = torch.randn(batch, num_classes, size, size, generator=gen)
     with torch.inference_mode():
         diff = (semantic_class_centres(feats, logits) - slc_loop(feats, logits)).abs().max().item()
         vec = time_fn(lambda: semantic_class_centres(feats, logits), repeats)
         loop = time_fn(lambda: slc_loop(feats, logits), repeats)
-    return {
-        "shape": {"batch": batch, "feat": [height, width], "classes": num_classes, "channels": channels},
-        "vectorised": vec,
-        "loop": loop,
-        "speedup_median": loop["median_s"] / vec["median_s"],
-        "max_abs_diff": diff,
-    }
+    return {"shape": [batch, 512, size, size], "classes": num_classes, "vectorised": vec, "loop": loop,
+            "speedup_median": loop["median_s"] / vec["median_s"], "max_abs_diff": diff}  # fmt: skip
 
 
-def bench_model(args: argparse.Namespace, peak: float) -> dict[str, Any]:
-    model = ISNet(args.backbone, num_classes=args.num_classes).eval()
-    x = torch.randn(args.batch, 3, *args.size)
-    with torch.inference_mode():
-        flops = count_flops(lambda: model.predict_logits(x))
-        infer = time_fn(lambda: model.predict_logits(x), args.repeats)
-    result: dict[str, Any] = {
-        "inference": infer
-        | {
-            "input": [args.batch, 3, *args.size],
-            "gflop": flops / 1e9,
-            "achieved_gflops": flops / 1e9 / infer["min_s"],
-            "fraction_of_matmul_peak": flops / 1e9 / infer["min_s"] / peak,
-        },  # fmt: skip
-    }
-    if args.train_size:
-        model.train()
-        loss_fn = ISNetLoss()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        xt = torch.randn(args.train_batch, 3, *args.train_size)
-        target = torch.randint(0, args.num_classes, (args.train_batch, *args.train_size))
+def bf16_agreement(backbone: str, num_classes: int, sizes: list[tuple[int, int]]) -> dict[str, float]:
+    """Fraction of pixels whose bf16-autocast argmax equals our fp32 argmax (random weights, randomised BN)."""
+    from isnet import ISNet
 
-        def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(xt), target)["loss"].backward()
-            optimizer.step()
+    torch.manual_seed(0)
+    model = ISNet(backbone, num_classes=num_classes).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.uniform_(-0.1, 0.1)
+    out = {}
+    for size in sizes:
+        x = torch.randn(1, 3, *size)
+        with torch.inference_mode():
+            fp32 = model.predict_logits(x).argmax(1)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bf16 = model.predict_logits(x).argmax(1)
+        out[f"{size[0]}x{size[1]}"] = (fp32 == bf16).float().mean().item()
+    return out
 
-        result["train_step"] = time_fn(step, args.repeats) | {
-            "input": [args.train_batch, 3, *args.train_size]
-        }
+
+def bench_data(repeats: int) -> dict[str, float]:
+    """Train-pipeline images/s in this process (one worker's worth) on stand-in images of each dataset's size."""
+    import cv2
+
+    from isnet.data.transforms import TRAIN_SETTINGS, build_train_transforms
+
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    shapes = {"ade20k": (512, 683, 150), "cocostuff10k": (480, 640, 182), "cityscapes": (1024, 2048, 19),
+              "lip": (400, 260, 20)}  # fmt: skip
+    result = {}
+    for name, (h, w, k) in shapes.items():
+        pipeline = build_train_transforms(**TRAIN_SETTINGS[name])
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = (np.arange(h)[:, None] // 37 * 7 + np.arange(w)[None] // 53).astype(np.uint8) % k
+        stats = time_fn(lambda p=pipeline, i=image, m=mask: p(image=i, mask=m), repeats * 5)
+        result[name] = 1.0 / stats["median_s"]
     return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="resnet50_d8")
-    parser.add_argument("--num-classes", type=int, default=150)
-    parser.add_argument("--size", type=int, nargs=2, default=[512, 512], help="inference H W")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument(
-        "--train-size", type=int, nargs=2, default=[256, 256], help="train-step H W (0 0 = skip)"
-    )
-    parser.add_argument("--train-batch", type=int, default=2)
-    parser.add_argument("--slc", type=int, nargs=4, default=[2, 64, 64, 150], metavar=("B", "H", "W", "K"))
-    parser.add_argument("--only", choices=["all", "slc", "model"], default="all")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
-    args = parser.parse_args(argv)
-    if args.train_size == [0, 0]:
-        args.train_size = None
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    peak = matmul_peak_gflops()
-    report: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        },  # fmt: skip
-        "command": " ".join(["scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
-        "matmul_peak_gflops": peak,
-        "backbone": args.backbone,
-    }
-    if args.only in ("all", "slc"):
-        b, h, w, k = args.slc
-        report["slc"] = bench_slc(b, h, w, k, 512, args.repeats)
-    if args.only in ("all", "model"):
-        report.update(bench_model(args, peak))
-    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    _print_table(report)
-    return report
-
-
-def _print_table(report: dict[str, Any]) -> None:
+def _print_case(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"isnet benchmark ({report['backbone']}, {report['machine']['threads']} threads)")
-    for col in ("what", "min (s)", "median (s)", "note"):
+    table = Table(title=f"{result['case']}  ({' '.join(result['args'])})")
+    for col in ("impl", "min (s)", "median (s)", "peak RSS (MB)", "speed-up vs reference"):
         table.add_column(col)
-    table.add_row("matmul peak", "", "", f"{report['matmul_peak_gflops']:.0f} GFLOP/s")
-    if "slc" in report:
-        s = report["slc"]
-        table.add_row("SLC vectorised", f"{s['vectorised']['min_s']:.4f}", f"{s['vectorised']['median_s']:.4f}",
-                      f"{s['shape']}")  # fmt: skip
-        table.add_row("SLC loop", f"{s['loop']['min_s']:.4f}", f"{s['loop']['median_s']:.4f}",
-                      f"speed-up x{s['speedup_median']:.1f}, max diff {s['max_abs_diff']:.1e}")  # fmt: skip
-    if "inference" in report:
-        i = report["inference"]
-        table.add_row("inference", f"{i['min_s']:.3f}", f"{i['median_s']:.3f}",
-                      f"{i['input']} {i['gflop']:.0f} GFLOP, {100 * i['fraction_of_matmul_peak']:.0f}% of peak")  # fmt: skip
-    if "train_step" in report:
-        t = report["train_step"]
-        table.add_row("train step", f"{t['min_s']:.3f}", f"{t['median_s']:.3f}", f"{t['input']}")
+    for label, stats in result.items():
+        if isinstance(stats, dict) and "min_s" in stats:
+            speed = stats.get("speedup_vs_reference_median")
+            table.add_row(label, f"{stats['min_s']:.3f}", f"{stats['median_s']:.3f}",
+                          f"{stats['peak_rss_mb']:.0f}" if stats.get("peak_rss_mb") else "-",
+                          f"x{speed:.2f}" if speed else "-")  # fmt: skip
     Console().print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Benchmark ISNet (JSON + table).")
+    parser.add_argument("--reference", default=os.environ.get("ISNET_REFERENCE_SRC"),
+                        help="sssegmentation checkout to time beside ours (default: $ISNET_REFERENCE_SRC)")  # fmt: skip
+    parser.add_argument(
+        "--reference-python", default=os.environ.get("ISNET_REFERENCE_PYTHON", sys.executable)
+    )
+    parser.add_argument("--cases", default="slc,infer,train,bf16,data",
+                        help="comma list of: slc, infer, train, bf16, cityscapes, scaling, data")  # fmt: skip
+    parser.add_argument("--backbone", default="resnet50_d8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes and resnet18d, for CI (no timing claims)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write a markdown summary here")
+    return parser
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """A markdown summary of a report: machine, command, one row per (case, implementation)."""
+    machine = report["machine"]
+    lines = [
+        f"Machine: {machine['processor']}, {machine['cpu_count']} cores, {machine['threads']} torch threads, "
+        f"torch {machine['torch']}"
+        + (f", GPU {machine['cuda']}" if machine.get("cuda") else ", no GPU")
+        + ".",
+        f"fp32 matmul peak measured in the same run: {report['matmul_peak_gflops']:.0f} GFLOP/s.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "| case | implementation | min (s) | median (s) | peak RSS (MB) | speed-up vs reference (median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case in report["cases"]:
+        for label, stats in case.items():
+            if isinstance(stats, dict) and "min_s" in stats:
+                speed = stats.get("speedup_vs_reference_median")
+                rss = stats.get("peak_rss_mb")
+                lines.append(f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | "
+                             f"{rss:.0f} | {f'x{speed:.2f}' if speed else '-'} |" if rss else
+                             f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | - | "
+                             f"{f'x{speed:.2f}' if speed else '-'} |")  # fmt: skip
+    if "gflop_infer" in report:
+        infer = next(c for c in report["cases"] if c["case"] == "infer")["ours"]
+        lines += ["", f"Inference cost {report['gflop_infer']:.0f} GFLOP; ours achieves "
+                  f"{infer['achieved_gflops']:.0f} GFLOP/s = {100 * infer['fraction_of_matmul_peak']:.0f}% of the "
+                  "matmul peak."]  # fmt: skip
+    if "slc_centres" in report:
+        slc = report["slc_centres"]
+        lines += ["", f"SLC class centres {slc['shape']} with {slc['classes']} classes: vectorised "
+                  f"{slc['vectorised']['median_s'] * 1e3:.1f} ms vs loop {slc['loop']['median_s'] * 1e3:.1f} ms "
+                  f"(x{slc['speedup_median']:.1f}), max abs diff {slc['max_abs_diff']:.1e}."]  # fmt: skip
+    if "bf16_argmax_agreement" in report:
+        agree = ", ".join(f"{k}: {100 * v:.3f}%" for k, v in report["bf16_argmax_agreement"].items())
+        lines += ["", f"bf16 autocast argmax equal to fp32 argmax on {agree} of pixels."]
+    if "data_images_per_s_per_worker" in report:
+        rates = ", ".join(f"{k} {v:.1f}" for k, v in report["data_images_per_s_per_worker"].items())
+        lines += ["", f"Train data pipeline, images/s in one process: {rates}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    if args.reference and not (Path(args.reference) / "ssseg").is_dir():
+        raise SystemExit(
+            f"--reference {args.reference}: no ssseg/ package there (expected a sssegmentation checkout)"
+        )
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = set(cases) - {"slc", "infer", "train", "bf16", "cityscapes", "scaling", "data"}
+    if unknown:
+        raise SystemExit(
+            f"unknown --cases {sorted(unknown)}; choose from slc, infer, train, bf16, cityscapes, scaling, data"
+        )
+    backbone = "resnet18d" if args.smoke else args.backbone
+    small = args.smoke
+    peak = matmul_peak_gflops(512 if small else 2048)
+    report: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },  # fmt: skip
+        "command": " ".join(["python scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
+        "matmul_peak_gflops": peak,
+        "backbone": backbone,
+        "reference": args.reference,
+        "cases": [],
+    }
+    with_ref = {"reference": []} if args.reference and not small else {}
+    model_args = ["--backbone", backbone, "--num-classes", "150"]
+    if "slc" in cases:
+        report["slc_centres"] = bench_slc_centres(2, 16 if small else 64, 150, args.repeats)
+        size = ["8", "8"] if small else ["64", "64"]
+        report["cases"].append(run_case("slc_module", ["--phase", "slc", "--size", *size, "--batch", "2",
+                                                       "--num-classes", "150"], {"ours": [], **with_ref}, args))  # fmt: skip
+    if "infer" in cases:
+        size = (64, 64) if small else (512, 512)
+        report["gflop_infer"] = count_gflop(backbone, 150, size)
+        case = run_case("infer", ["--phase", "infer", "--size", *map(str, size), "--batch", "1", *model_args],
+                        {"ours": [], "ours_plain": ["--plain"], **with_ref}, args)  # fmt: skip
+        case["ours"]["achieved_gflops"] = report["gflop_infer"] / case["ours"]["min_s"]
+        case["ours"]["fraction_of_matmul_peak"] = case["ours"]["achieved_gflops"] / peak
+        report["cases"].append(case)
+    if "bf16" in cases:
+        size = (64, 64) if small else (512, 512)
+        report["cases"].append(run_case("infer_bf16", ["--phase", "infer", "--size", *map(str, size), *model_args],
+                                        {"ours_bf16": ["--bf16"], "ours": [], **with_ref}, args))  # fmt: skip
+        sizes = [(64, 64)] if small else [(512, 512), (1024, 2048)]
+        report["bf16_argmax_agreement"] = bf16_agreement(backbone, 150 if not small else 19, sizes)
+    if "train" in cases:
+        size = (64, 64) if small else (256, 256)
+        report["cases"].append(run_case("train_step", ["--phase", "train", "--size", *map(str, size), "--batch", "2",
+                                                       *model_args],
+                                        {"ours": ["--channels-last"], "ours_contiguous": [], **with_ref}, args))  # fmt: skip
+    if "cityscapes" in cases:
+        size = (128, 256) if small else (1024, 2048)
+        city = ["--phase", "infer", "--size", *map(str, size), "--backbone", backbone, "--num-classes", "19",
+                "--config", "isnet_resnet50os8_cityscapes"]  # fmt: skip
+        report["cases"].append(run_case("cityscapes_whole", city, {"ours": [], "ours_bf16": ["--bf16"], **with_ref},
+                                        args))  # fmt: skip
+    if "scaling" in cases:
+        sizes = [(64, 64), (96, 128)] if small else [(256, 256), (512, 512), (1024, 1024), (1024, 2048)]
+        for size in sizes:
+            report["cases"].append(run_case(f"scaling_{size[0]}x{size[1]}",
+                                            ["--phase", "infer", "--size", *map(str, size), *model_args],
+                                            {"ours": [], **with_ref}, args))  # fmt: skip
+        for classes, config in ((19, "isnet_resnet50os8_cityscapes"), (150, "isnet_resnet50os8_ade20k"),
+                                (182, "isnet_resnet50os8_cocostuff10k")):  # fmt: skip
+            size = ["64", "64"] if small else ["512", "512"]
+            report["cases"].append(run_case(f"scaling_{classes}classes",
+                                            ["--phase", "infer", "--size", *size, "--backbone", backbone,
+                                             "--num-classes", str(classes), "--config", config],
+                                            {"ours": [], **with_ref}, args))  # fmt: skip
+    if "data" in cases:
+        report["data_images_per_s_per_worker"] = bench_data(1 if small else args.repeats)
+    if args.out:
+        from isnet.utils.io import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    if args.markdown:
+        from isnet.utils.io import atomic_write_text
+
+        atomic_write_text(args.markdown, to_markdown(report))
+        print(f"wrote {args.markdown}")
+    return report
 
 
 if __name__ == "__main__":

@@ -10,11 +10,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_torch_save", "safe_torch_load"]
+__all__ = ["CheckpointError", "atomic_torch_save", "atomic_write_text", "safe_torch_load"]
 
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be used; the message names the file and the reason."""
+
+
+def _refusal_reason(err: Exception) -> str:
+    """The line of torch's weights-only error that names what was refused (e.g. ``GLOBAL posix.system``)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    hits = [
+        line for line in lines if ("nsupported" in line and "GLOBAL" in line) or "Unsupported operand" in line
+    ]
+    reason = hits[-1] if hits else (lines[0] if lines else type(err).__name__)
+    return reason.split(". Please")[0].removeprefix("WeightsUnpickler error: ")[:200]
 
 
 def safe_torch_load(path: str | os.PathLike) -> Any:
@@ -32,7 +42,7 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refusing to load {path}: it contains Python objects other than tensors and plain containers, "
-            f"and unpickling them could run code ({str(err).splitlines()[0][:200]})"
+            f"and unpickling them could run code; nothing in it was executed ({_refusal_reason(err)})"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
@@ -54,6 +64,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
