@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 
 import timm
-import torch
 from torch import nn
+
+from isnet.models.pretrained import load_pretrained, resolve_pretrained
 
 __all__ = ["SEED_BACKBONES", "build_backbone", "parse_backbone_name", "patch_dilated_avg_down"]
 
@@ -87,9 +88,13 @@ def build_backbone(
         name: ``resnet50_d8``, ``resnet101_d8``, ``resnest101_d8`` (the reference backbones), any of them with
             ``_d16``, or any timm model name supporting ``features_only`` and ``output_stride`` (optionally with
             a ``_d8``/``_d16`` suffix).
-        pretrained: ``False`` (random init, the default: no download), ``True`` (timm's default ImageNet tag,
-            e.g. ``resnet50c.gluon_in1k``), a timm tag (``"resnet50c.gluon_in1k"``) or a path to a local
-            timm-format state dict.
+        pretrained: ``False`` (random init, the default: no download); ``True`` (timm's default ImageNet tag,
+            e.g. ``resnet50c.gluon_in1k``); ``"openmmlab"`` (the reference's own ImageNet checkpoint for the
+            three reference backbones: open-mmlab ``resnet50_v1c``, ``resnet101_v1c``, ``resnest101``, which may
+            also be named directly), downloaded into torch's hub cache; a timm tag (``"resnet50c.gluon_in1k"``);
+            an ``http(s)://`` URL; or a local file. Files are read with ``weights_only=True`` and loaded strictly
+            in timm's or open-mmlab's key layout (only the ImageNet classifier ``fc.*`` is dropped); see
+            :mod:`isnet.models.pretrained`.
         out_indices: timm feature indices; (1, 2, 3, 4) are layer1..layer4 for ResNets.
 
     Returns:
@@ -100,22 +105,10 @@ def build_backbone(
     if output_stride not in (8, 16, 32):
         raise ValueError(f"output stride must be 8, 16 or 32, got {output_stride} (backbone={name!r})")
     known = set(timm.list_models()) | set(timm.list_pretrained())
-    model_name = arch
-    local_file: str | None = None
-    use_timm_weights = False
-    if isinstance(pretrained, str) and pretrained:
-        if "." in pretrained and not pretrained.endswith((".pth", ".pt", ".bin", ".safetensors")):
-            if pretrained.split(".")[0] != arch:
-                raise ValueError(
-                    f"pretrained tag {pretrained!r} does not belong to backbone {name!r} ({arch})"
-                )
-            model_name, use_timm_weights = pretrained, True
-        else:
-            local_file = pretrained
-    elif pretrained is True:
-        # the reference backbones default to their ImageNet tag; other timm names to timm's default tag
-        model_name = next((tag for timm_arch, tag in SEED_BACKBONES.values() if timm_arch == arch), arch)
-        use_timm_weights = True
+    # the reference backbones default to their ImageNet tag; other timm names to timm's default tag
+    default_tag = next((tag for timm_arch, tag in SEED_BACKBONES.values() if timm_arch == arch), arch)
+    spec = resolve_pretrained(name, arch, pretrained, default_tag=default_tag)
+    model_name, use_timm_weights = spec.timm_name, spec.timm_weights
     if arch not in known:
         close = [m for m in timm.list_models(f"*{arch.split('_')[0][:6]}*")][:8]
         raise ValueError(
@@ -136,13 +129,6 @@ def build_backbone(
         ) from err
     if is_reference:
         patch_dilated_avg_down(model)
-    if local_file is not None:
-        state = torch.load(local_file, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing:
-            raise ValueError(
-                f"pretrained file {local_file} lacks {len(missing)} backbone keys, e.g. {missing[:5]}"
-            )
+    # files and URLs load after the (avg_down-patched) model exists: strict, classifier dropped
+    load_pretrained(model, spec)
     return model

@@ -69,10 +69,17 @@ def fold_batchnorm_(model: nn.Module) -> int:
     return folded
 
 
-def make_inference_copy(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """A deep copy in eval mode with BatchNorm folded and (optionally) ``channels_last`` weights."""
+def make_inference_copy(
+    model: nn.Module, channels_last: bool = True, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """A deep copy in eval mode with BatchNorm folded, optionally ``channels_last`` and cast to ``dtype``.
+
+    The folding is done in fp32 before any cast, so a bf16 copy carries the rounding of one cast only.
+    """
     fast = copy.deepcopy(model).eval()
     fold_batchnorm_(fast)
+    if dtype is not None:
+        fast = fast.to(dtype)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     for param in fast.parameters():

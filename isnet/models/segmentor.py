@@ -106,13 +106,20 @@ class ISNet(nn.Module):
         return (*(t._version for t in tensors), str(tensors[0].device), tensors[0].dtype)
 
     def _fast_path(self) -> nn.Module | None:
-        """The fused eval copy of backbone + head, or None when the plain modules must run."""
+        """The fused eval copy of backbone + head, or None when the plain modules must run.
+
+        Under CPU/GPU autocast the copy holds weights already in the autocast dtype: autocast does not cache
+        weight casts when autograd is off, so it would otherwise re-cast every weight on every call.
+        """
         if self.training or not self.fast_inference or torch.is_grad_enabled():
             return None
-        version = self._state_version()
+        device_type = next(self.head.parameters()).device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        version = (*self._state_version(), dtype)
         if self._inference_cache is None or self._inference_cache[0] != version:
+            self._inference_cache = None  # free the old copy before building the new one
             modules = nn.ModuleDict({"backbone": self.backbone, "head": self.head})
-            self._inference_cache = (version, make_inference_copy(modules))
+            self._inference_cache = (version, make_inference_copy(modules, dtype=dtype))
         return self._inference_cache[1]
 
     def train(self, mode: bool = True) -> ISNet:
@@ -141,7 +148,8 @@ class ISNet(nn.Module):
         self._check_input(images)
         fast = self._fast_path()
         if fast is not None:
-            features = fast["backbone"](images.contiguous(memory_format=torch.channels_last))
+            dtype = next(fast.parameters()).dtype
+            features = fast["backbone"](images.to(dtype).contiguous(memory_format=torch.channels_last))
             preds_stage1, preds_stage2 = fast["head"](features)
             return features, preds_stage1, preds_stage2.contiguous()
         features = self.backbone(images)

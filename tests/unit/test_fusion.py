@@ -70,3 +70,18 @@ def test_fold_counts_pairs_once() -> None:
     expected = seq(x)
     assert fold_batchnorm_(seq) == 2 and fold_batchnorm_(seq) == 0
     torch.testing.assert_close(seq(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_autocast_uses_a_bf16_copy_and_agrees_with_fp32() -> None:
+    model = ISNet("resnet18d", 5, feats_channels=32, transform_channels=16).eval()
+    _randomise(model)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.inference_mode():
+        fp32 = model.predict_logits(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model.predict_logits(x)
+    assert next(model._inference_cache[1].parameters()).dtype == torch.bfloat16
+    assert bf16.shape == fp32.shape
+    # bf16 keeps ~3 significant digits; the class decision should almost never change
+    assert (bf16.float().argmax(1) == fp32.argmax(1)).float().mean() >= 0.97
+    assert (bf16.float() - fp32).abs().max() <= 0.05 * fp32.abs().max()

@@ -1,0 +1,398 @@
+"""ImageNet initialisation of the backbones: the reference's open-mmlab checkpoints, timm tags and local files.
+
+sssegmentation initialises ISNet's backbones from open-mmlab's ImageNet checkpoints
+(``ssseg/modules/models/backbones/resnet.py``: ``resnet50conv3x3stem`` / ``resnet101conv3x3stem``;
+``resnest.py``: ``resnest101``), loaded with ``strict=False``. Those files keep mmcv's key layout
+(``stem.0`` ... ``stem.7``, ``layerN.*``, ``fc.*``) under ``'state_dict'``; this module downloads them through
+torch's hub cache and renames them onto the timm backbone, strictly: every backbone tensor must be present with
+its shape, and only the ImageNet classifier ``fc.*`` is dropped.
+
+Key mapping (open-mmlab -> timm), the same as the backbone part of the sssegmentation converter:
+
+* ``stem.{0,1,3,4,6}.*`` -> ``conv1.{0,1,3,4,6}.*`` (the deep 3x3 stem: conv, BN, conv, BN, conv);
+* ``stem.7.*`` -> ``bn1.*`` (the stem's last BN);
+* ``layer{1-4}.*`` unchanged (timm uses the same block and slot names, ResNeSt's ``conv2.{conv,bn0,fc1,bn1,fc2}``
+  included);
+* ``fc.*`` dropped.
+
+Downloads go to ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``), like torchvision's and
+timm's, and a file already there is used as is. ``$ISNET_PRETRAINED_URL`` (a template with ``{name}``, e.g.
+``resnet50_v1c``, and ``{file}``, e.g. ``resnet50_v1c-2cccc1ad.pth``) points the downloads at a mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import urllib.error
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import torch
+from torch import nn
+
+__all__ = [
+    "OPENMMLAB_URLS",
+    "PRETRAINED_URL_ENV",
+    "REFERENCE_INIT",
+    "DownloadError",
+    "PretrainedError",
+    "PretrainedSpec",
+    "cache_folder",
+    "download_cached",
+    "is_openmmlab_layout",
+    "load_pretrained",
+    "load_weights_file",
+    "openmmlab_to_timm",
+    "openmmlab_url",
+    "resolve_pretrained",
+    "timm_to_timm",
+]
+
+#: The reference's ImageNet checkpoints (sssegmentation ``DEFAULT_MODEL_URLS``), by open-mmlab file name.
+OPENMMLAB_URLS: dict[str, str] = {
+    "resnet50_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "resnet101_v1c": "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+    "resnest101": "https://download.openmmlab.com/pretrain/third_party/resnest101_d2-f3b931b2.pth",
+}
+
+#: timm architecture of a reference backbone -> the open-mmlab checkpoint the reference starts it from.
+REFERENCE_INIT: dict[str, str] = {
+    "resnet50c": "resnet50_v1c",
+    "resnet101c": "resnet101_v1c",
+    "resnest101e": "resnest101",
+}
+
+#: Environment variable with a URL template (``{name}``, ``{file}``) replacing ``OPENMMLAB_URLS``.
+PRETRAINED_URL_ENV = "ISNET_PRETRAINED_URL"
+
+#: ``pretrained`` strings that mean "the reference's own initialisation for this backbone".
+_REFERENCE_WORDS = ("openmmlab", "reference")
+_URL_SCHEMES = ("http://", "https://", "file://")
+_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
+# torch.hub's convention: "<name>-<first hex digits of the sha256>.<ext>"
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+
+#: (open-mmlab regex, timm replacement); each backbone key matches exactly one rule.
+_OPENMMLAB_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^stem\.([01346])\.(.+)$"), r"conv1.\1.\2"),
+    (re.compile(r"^stem\.7\.(.+)$"), r"bn1.\1"),
+    (re.compile(r"^(layer[1-4]\..+)$"), r"\1"),
+]
+_DROPPED = re.compile(r"^fc\.")
+
+
+class PretrainedError(ValueError):
+    """Pretrained weights that cannot be used; the message names the source and what is wrong."""
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message gives the URL and where to put the file by hand."""
+
+
+@dataclass(frozen=True)
+class PretrainedSpec:
+    """What ``pretrained`` asks for, decided before anything is built or downloaded.
+
+    Attributes:
+        timm_name: name for ``timm.create_model`` (a tag such as ``resnet50c.gluon_in1k`` for timm's weights).
+        timm_weights: let timm load its own weights.
+        urls: candidate URLs to download (tried in order) for a file to load afterwards.
+        file: a local file to load afterwards.
+        description: the request in words, for error messages.
+    """
+
+    timm_name: str
+    timm_weights: bool = False
+    urls: tuple[str, ...] = ()
+    file: Path | None = None
+    description: str = ""
+
+    @property
+    def needs_loading(self) -> bool:
+        return bool(self.urls) or self.file is not None
+
+
+def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where downloads go: ``cache_dir`` itself, or torch's hub cache ``torch.hub.get_dir()/checkpoints``."""
+    return Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def openmmlab_url(name: str) -> str:
+    """URL of an open-mmlab checkpoint, or of its mirror when ``$ISNET_PRETRAINED_URL`` is set."""
+    official = OPENMMLAB_URLS[name]
+    template = os.environ.get(PRETRAINED_URL_ENV)
+    if not template:
+        return official
+    return template.format(name=name, file=official.rsplit("/", 1)[-1])
+
+
+def _file_name(url: str) -> str:
+    name = Path(unquote(urlparse(url).path)).name
+    if not name:
+        raise PretrainedError(f"URL {url!r} does not end in a file name")
+    return name
+
+
+def download_cached(
+    urls: str | Sequence[str],
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    file_name: str | None = None,
+) -> Path:
+    """Return the cached copy of a file, downloading it first if it is not cached yet.
+
+    The download goes to a temporary file that is renamed into place only when complete (and, when the file
+    name carries a sha256 prefix as in ``resnet50_v1c-2cccc1ad.pth``, only when the content matches it), so an
+    interrupted download never leaves a broken cached file.
+
+    Args:
+        urls: one URL or several to try in order (mirrors, older release names).
+        cache_dir: folder for the file; default torch's hub cache ``torch.hub.get_dir()/checkpoints``.
+        progress: show a progress bar on stderr.
+        file_name: name of the cached file; default the last part of the first URL.
+
+    Returns:
+        Path of the cached file.
+
+    Raises:
+        DownloadError: every URL failed; the message lists the URLs and the reasons, and says where to put a
+            file downloaded by hand.
+    """
+    candidates = [urls] if isinstance(urls, str) else list(urls)
+    if not candidates:
+        raise ValueError("download_cached needs at least one URL")
+    folder = cache_folder(cache_dir)
+    path = folder / (file_name or _file_name(candidates[0]))
+    if path.is_file():
+        return path
+    hash_match = _HASH_IN_NAME.search(path.name)
+    failures = []
+    for url in candidates:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(
+                url, str(path), hash_prefix=hash_match[1] if hash_match else None, progress=progress
+            )
+            return path
+        except urllib.error.HTTPError as err:
+            failures.append(f"{url}: HTTP {err.code} {err.reason}")
+        except (urllib.error.URLError, OSError, RuntimeError, ValueError) as err:
+            # URLError: no network / DNS; RuntimeError: sha256 mismatch; ValueError: malformed URL
+            reason = getattr(err, "reason", None) or err
+            failures.append(f"{url}: {reason}")
+    tried = "\n  ".join(failures)
+    raise DownloadError(
+        f"could not download {path.name}:\n  {tried}\n"
+        f"Download it by hand (e.g. `curl -L -o {path} {candidates[0]}`, or with a browser) and save it as\n"
+        f"  {path}\n"
+        "It is then used without downloading. (Set $TORCH_HOME or pass cache_dir to use another folder.)"
+    )
+
+
+def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict with ``weights_only=True`` (nothing in the file runs).
+
+    Accepts a bare state dict or one under ``'state_dict'`` (open-mmlab) or ``'model'``; a ``module.`` prefix
+    (DataParallel) is removed.
+
+    Raises:
+        PretrainedError: the file is missing, unreadable, unsafe to unpickle, or holds no tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PretrainedError(f"pretrained weights file not found: {path}")
+    try:
+        data: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise PretrainedError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain containers, and "
+            f"unpickling them could run code ({str(err).splitlines()[0][:200]})"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise PretrainedError(
+            f"cannot read pretrained weights {path} ({err}); if it is a truncated download, delete it and retry"
+        ) from err
+    if isinstance(data, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not data:
+        raise PretrainedError(f"{path}: expected a state dict (optionally under 'state_dict' or 'model')")
+    non_tensor = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]
+    if non_tensor:
+        raise PretrainedError(f"{path}: entries that are not tensors: {non_tensor[:5]}")
+    if all(k.startswith("module.") for k in data):
+        data = {k[len("module.") :]: v for k, v in data.items()}
+    return data
+
+
+def _rename_openmmlab(key: str) -> str | None:
+    hits = [rule.sub(repl, key) for rule, repl in _OPENMMLAB_RULES if rule.match(key)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def is_openmmlab_layout(state: dict[str, torch.Tensor]) -> bool:
+    """True for mmcv-style ResNet keys (``stem.*`` deep stem), False for timm's (``conv1.*``)."""
+    return any(k.startswith("stem.") for k in state)
+
+
+def _check_against(
+    converted: dict[str, torch.Tensor],
+    unmapped: list[str],
+    target: dict[str, torch.Tensor],
+    source: str,
+) -> dict[str, torch.Tensor]:
+    # BatchNorm's step counters are not weights: files without them (older exports) keep the model's own
+    for key in target:
+        if key.endswith("num_batches_tracked") and key not in converted:
+            converted[key] = target[key]
+    missing = sorted(set(target) - set(converted))
+    unexpected = sorted(set(converted) - set(target))
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs backbone {tuple(target[k].shape)}"
+        for k, v in converted.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    if unmapped or missing or unexpected or mismatched:
+        parts = []
+        for title, items in (("unmapped", unmapped), ("missing", missing), ("unexpected", unexpected),
+                             ("shape mismatch", mismatched)):  # fmt: skip
+            if items:
+                shown = "\n    ".join(items[:10]) + (
+                    f"\n    ... and {len(items) - 10} more" if len(items) > 10 else ""
+                )
+                parts.append(f"  {title} ({len(items)}):\n    {shown}")
+        raise PretrainedError(f"{source} does not match the backbone:\n" + "\n".join(parts))
+    return converted
+
+
+def openmmlab_to_timm(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
+    """Rename an open-mmlab ResNet/ResNeSt state dict onto a timm backbone's keys, strictly.
+
+    Args:
+        state: open-mmlab keys (``stem.*``, ``layerN.*``, ``fc.*``).
+        target: the timm backbone's ``state_dict()`` (keys and shapes to match).
+        source: name of the file, for error messages.
+
+    Returns:
+        A state dict with exactly ``target``'s keys.
+
+    Raises:
+        PretrainedError: listing unmapped, missing, unexpected and mis-shaped keys.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    unmapped = []
+    for key, value in state.items():
+        if _DROPPED.match(key):
+            continue
+        new_key = _rename_openmmlab(key)
+        if new_key is None:
+            unmapped.append(key)
+        else:
+            converted[new_key] = value
+    return _check_against(converted, unmapped, target, source)
+
+
+def timm_to_timm(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str = "state dict"
+) -> dict[str, torch.Tensor]:
+    """Check a timm-format state dict against the backbone (dropping the classifier ``fc.*``), strictly."""
+    converted = {k: v for k, v in state.items() if not _DROPPED.match(k)}
+    return _check_against(converted, [], target, source)
+
+
+def _looks_like_timm_tag(value: str) -> bool:
+    return (
+        "." in value and not value.lower().endswith(_FILE_SUFFIXES) and "/" not in value and "\\" not in value
+    )
+
+
+def resolve_pretrained(
+    backbone: str, arch: str, pretrained: bool | str | os.PathLike | None, default_tag: str | None = None
+) -> PretrainedSpec:
+    """Decide what ``pretrained`` means for a backbone, without any I/O.
+
+    Args:
+        backbone: the name the user gave (``resnet50_d8``), for messages.
+        arch: its timm architecture (``resnet50c``).
+        pretrained: ``False``/``None`` (random init); ``True`` (timm's ImageNet weights under ``default_tag``,
+            or timm's default tag of ``arch``); ``"openmmlab"`` (the reference's own checkpoint for a
+            reference backbone); an open-mmlab name (``resnet50_v1c``, ``resnet101_v1c``, ``resnest101``); a timm
+            tag (``resnet50c.gluon_in1k``); an ``http(s)://`` or ``file://`` URL; or a local file. Files and URLs
+            may be in timm's or open-mmlab's layout (detected from the keys).
+        default_tag: the timm tag ``True`` stands for.
+
+    Returns:
+        The :class:`PretrainedSpec`.
+
+    Raises:
+        ValueError: an open-mmlab checkpoint that is not this backbone's, a timm tag of another architecture, a
+            missing file, or a value of another type; the message lists the accepted values.
+    """
+    accepted = (
+        "False, True (timm's ImageNet weights), 'openmmlab' (the reference's ImageNet checkpoint; reference "
+        f"backbones only), one of {sorted(OPENMMLAB_URLS)}, a timm tag such as 'resnet50c.gluon_in1k', an "
+        "http(s):// URL or a local file"
+    )
+    if pretrained is None or pretrained is False or pretrained == "":
+        return PretrainedSpec(timm_name=arch, description="random initialisation")
+    if pretrained is True:
+        tag = default_tag or arch
+        return PretrainedSpec(timm_name=tag, timm_weights=True, description=f"timm {tag}")
+    if not isinstance(pretrained, str | os.PathLike):
+        raise ValueError(f"pretrained must be one of {accepted}; got {pretrained!r}")
+    value = os.fspath(pretrained)
+    if value.lower() in _REFERENCE_WORDS or value in OPENMMLAB_URLS:
+        expected = REFERENCE_INIT.get(arch)
+        name = expected if value.lower() in _REFERENCE_WORDS else value
+        if expected is None or name != expected:
+            owners = {v: k for k, v in REFERENCE_INIT.items()}
+            hint = f" ({name} is the initialisation of the timm architecture {owners[name]})" if name else ""
+            raise ValueError(
+                f"pretrained={value!r} is not available for backbone {backbone!r} (timm {arch}){hint}: the "
+                f"reference's open-mmlab checkpoints exist for {', '.join(f'{a}: {n}' for a, n in REFERENCE_INIT.items())}. "
+                f"Accepted values: {accepted}"
+            )
+        url = openmmlab_url(name)
+        return PretrainedSpec(timm_name=arch, urls=(url,), description=f"open-mmlab {name} ({url})")
+    if value.startswith(_URL_SCHEMES):
+        return PretrainedSpec(timm_name=arch, urls=(value,), description=value)
+    if Path(value).is_file():
+        return PretrainedSpec(timm_name=arch, file=Path(value), description=value)
+    if _looks_like_timm_tag(value):
+        if value.split(".")[0] != arch:
+            raise ValueError(f"pretrained tag {value!r} does not belong to backbone {backbone!r} ({arch})")
+        return PretrainedSpec(timm_name=value, timm_weights=True, description=f"timm {value}")
+    raise ValueError(
+        f"pretrained={value!r} for backbone {backbone!r}: no such file. Accepted values: {accepted}"
+    )
+
+
+def load_pretrained(
+    model: nn.Module, spec: PretrainedSpec, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> Path | None:
+    """Download (if needed) and load the file ``spec`` names into ``model`` strictly.
+
+    Returns:
+        The file that was loaded, or ``None`` when ``spec`` needs no file.
+
+    Raises:
+        DownloadError: the download failed (the message says where to put the file by hand).
+        PretrainedError: the file does not match the backbone (lists the keys).
+    """
+    if not spec.needs_loading:
+        return None
+    path = spec.file if spec.file is not None else download_cached(spec.urls, cache_dir, progress)
+    state = load_weights_file(path)
+    target = model.state_dict()
+    convert = openmmlab_to_timm if is_openmmlab_layout(state) else timm_to_timm
+    model.load_state_dict(convert(state, target, str(path)), strict=True)
+    return path
