@@ -2,6 +2,8 @@
 
 from isnet.checkpoint import load_checkpoint, save_checkpoint
 from isnet.convert import from_sssegmentation
+from isnet.export import export_model
+from isnet.hub import from_pretrained, list_pretrained
 from isnet.models import ISNet, ISNetLoss, build_backbone
 from isnet.zoo import ZOO, zoo_entry
 
@@ -13,7 +15,10 @@ __all__ = [
     "ISNetLoss",
     "__version__",
     "build_backbone",
+    "export_model",
+    "from_pretrained",
     "from_sssegmentation",
+    "list_pretrained",
     "load_checkpoint",
     "save_checkpoint",
     "zoo_entry",

@@ -85,9 +85,11 @@ def count_gflop(backbone: str, num_classes: int, size: tuple[int, int], batch: i
     from torch.utils.flop_counter import FlopCounterMode
 
     from isnet import ISNet
+    from isnet.cli.model_info import custom_flop_formulas
 
     model = ISNet(backbone, num_classes=num_classes, fast_inference=False).eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    # torch's counter has no formula for the CPU flash-attention kernel; without this attention counts as 0
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=custom_flop_formulas()) as counter:
         model.predict_logits(torch.randn(batch, 3, *size))
     return counter.get_total_flops() / 1e9
 

@@ -48,6 +48,13 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
 
 
+def _chmod_like_open(path: str) -> None:
+    """mkstemp creates 0600 files; give the result the permissions a plain ``open()`` would (0666 & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """``torch.save`` to a temporary file in the target folder, then rename it into place.
 
@@ -66,6 +73,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        _chmod_like_open(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
@@ -84,6 +92,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        _chmod_like_open(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):

@@ -1,0 +1,415 @@
+"""Export ISNet for deployment: ONNX, TorchScript and ``torch.export`` programs, each checked against PyTorch.
+
+Every export has a dynamic batch, height and width. The exported graph is the plain eval path (BatchNorm kept as
+its own op: ONNX Runtime and TorchScript fold it themselves) and returns the stage-2 logits either at the input
+resolution (``resolution="input"``, what ``model(images)`` returns in eval mode) or at feature resolution
+(``resolution="feature"``, what :meth:`isnet.ISNet.predict_logits` returns; 1/8, ~1/4 for the LIP variant).
+
+ONNX goes through torch's TorchScript-based exporter by default (it needs only ``onnx``; torch marks it deprecated
+but it handles the whole model), or through the ``torch.export``-based one with ``dynamo=True`` (needs
+``onnxscript``). ``exported_program`` files (``.pt2``) save with dynamic shapes for the reference backbones; torch's
+serialiser cannot yet save timm's ``AvgPool2dSame`` (e.g. ``resnet18d``'s dilated shortcuts) with symbolic sizes.
+
+Each file is written to a temporary name in the target folder, checked by running the exported artifact on random
+images of two sizes against PyTorch, and only then renamed into place; an existing file is never replaced unless
+``overwrite=True``. The check passes when ``max |exported - torch| <= rtol * max |torch| + atol`` at every size
+(defaults ``rtol=1e-4``, ``atol=1e-5``, fp32 on CPU).
+
+Inputs are float32 ``(N, 3, H, W)`` RGB images normalised with ImageNet mean/std in 0-255 units (see the
+``isnet.mean`` / ``isnet.std`` metadata written into each file), ``H, W >= 9``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from isnet.models import ISNet
+
+__all__ = [
+    "FORMATS",
+    "ExportCheck",
+    "ExportResult",
+    "ExportVerificationError",
+    "LogitsExport",
+    "export_model",
+    "export_metadata",
+    "format_from_suffix",
+]
+
+#: Export formats and their usual file suffix.
+FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "exported_program": ".pt2"}
+_RESOLUTIONS = ("input", "feature")
+_IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
+_IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+
+
+class ExportVerificationError(RuntimeError):
+    """The exported artifact disagrees with PyTorch beyond the tolerance (nothing was written)."""
+
+
+class LogitsExport(nn.Module):
+    """ISNet's eval forward as a traceable module (no fused-copy cache, no Python-side checks).
+
+    Args:
+        model: the network; used in eval mode.
+        resolution: ``"input"`` (logits resized to the input size) or ``"feature"`` (logits at feature
+            resolution, as :meth:`isnet.ISNet.predict_logits`).
+
+    Shape:
+        images (N, 3, H, W) -> logits (N, K, H, W) or (N, K, h, w).
+    """
+
+    def __init__(self, model: ISNet, resolution: str = "input") -> None:
+        super().__init__()
+        if resolution not in _RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {_RESOLUTIONS}, got {resolution!r}")
+        self.backbone = model.backbone
+        self.head = model.head
+        self.resolution = resolution
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        _, logits = self.head(features)
+        if self.resolution == "feature":
+            return logits
+        # the same resize as ISNet.forward in eval mode
+        return nn.functional.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False)
+
+
+@dataclass
+class ExportCheck:
+    """Agreement of the exported artifact with PyTorch on one input."""
+
+    input_shape: list[int]
+    output_shape: list[int]
+    max_abs_diff: float
+    max_abs_torch: float
+    argmax_agreement: float  # fraction of pixels whose predicted class agrees
+    passed: bool
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote and how it was checked."""
+
+    path: str
+    format: str
+    resolution: str
+    rtol: float
+    atol: float
+    checks: list[ExportCheck] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def format_from_suffix(path: str | os.PathLike) -> str:
+    """The export format for a file name: ``.onnx`` -> onnx, ``.pt``/``.ts`` -> torchscript, ``.pt2`` ->
+    exported_program.
+
+    Raises:
+        ValueError: another suffix (the message lists the known ones).
+    """
+    suffix = Path(path).suffix.lower()
+    table = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "exported_program"}
+    if suffix not in table:
+        raise ValueError(
+            f"cannot tell the export format of {path}: use a suffix in {sorted(table)} or pass format"
+        )
+    return table[suffix]
+
+
+def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
+    """String metadata stored with each export: config, classes, palette, input normalisation, output."""
+    num_classes = int(model.num_classes)
+    names = getattr(model, "class_names", None) or [f"class_{i}" for i in range(num_classes)]
+    entry = getattr(model, "zoo_entry", None)
+    meta = {
+        "isnet.config": json.dumps(getattr(model, "config", {}), sort_keys=True),
+        "isnet.class_names": json.dumps(list(names)),
+        "isnet.mean": json.dumps(list(_IMAGENET_MEAN_255)),
+        "isnet.std": json.dumps(list(_IMAGENET_STD_255)),
+        "isnet.input": "images: float32 (N, 3, H, W), RGB, (pixel - mean) / std with mean/std in 0-255 units",
+        "isnet.output": (
+            "logits: float32 (N, K, H, W) stage-2 logits at the input size"
+            if resolution == "input"
+            else "logits: float32 (N, K, h, w) stage-2 logits at feature resolution (resize them to the image)"
+        ),
+    }
+    palette = getattr(model, "palette", None)
+    if palette:
+        meta["isnet.palette"] = json.dumps([list(c) for c in palette])
+    if entry is not None:
+        meta["isnet.zoo"] = entry.experiment
+    return meta
+
+
+def _default_sizes(sample_size: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """(batch, H, W) checks: the sample size with batch 1, and an odd size with batch 2."""
+    h, w = sample_size
+    return [(1, h, w), (2, h * 3 // 4 + 1, w * 5 // 4 + 3)]
+
+
+@contextmanager
+def _temporary_path(path: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary file next to ``path`` that is renamed onto it if the block succeeds, else removed."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # same folder (so the rename is atomic), same suffix (torch.export.save wants ".pt2"), created by the writer
+    # itself so it gets the usual permissions
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    # the tracers warn about the constant Python-side shape checks; the two-size check below is the real test
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        yield
+
+
+def _write_onnx(
+    wrapper: nn.Module, sample: torch.Tensor, tmp: Path, opset: int, meta: dict[str, str], dynamo: bool
+) -> None:
+    import onnx
+
+    with _quiet_tracing(), torch.no_grad():
+        if dynamo:
+            # torch.export-based exporter (needs onnxscript); names its dynamic dimensions itself
+            from torch.export import Dim
+
+            torch.onnx.export(
+                wrapper,
+                (sample,),
+                str(tmp),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"images": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}},
+                opset_version=max(opset, 18),
+                external_data=False,
+            )
+        else:
+            # TorchScript-based exporter: needs only onnx (deprecated by torch, still the lighter dependency)
+            torch.onnx.export(
+                wrapper,
+                (sample,),
+                str(tmp),
+                dynamo=False,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "images": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "out_height", 3: "out_width"},
+                },
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+    proto = onnx.load(str(tmp))
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+
+
+def _onnx_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+
+
+def _write_torchscript(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str]) -> None:
+    with _quiet_tracing(), torch.no_grad():
+        traced = torch.jit.trace(wrapper, (sample,), check_trace=False)
+        torch.jit.save(traced, str(tmp), _extra_files={"isnet.json": json.dumps(meta)})
+
+
+def _torchscript_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    with _quiet_tracing():
+        loaded = torch.jit.load(str(tmp), map_location="cpu")
+    return loaded
+
+
+def _write_program(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str]) -> None:
+    from torch.export import Dim
+
+    dims = {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}
+    with _quiet_tracing():
+        program = torch.export.export(wrapper, (sample,), dynamic_shapes={"images": dims})
+    try:
+        torch.export.save(program, str(tmp), extra_files={"isnet.json": json.dumps(meta)})
+    except Exception as err:  # torch's serialiser lacks some symbolic-shape ops (e.g. math.ceil)
+        raise RuntimeError(
+            f"torch.export traced the model but cannot save its dynamic-shape program ({str(err).splitlines()[0]}). "
+            "This happens with timm backbones whose dilated shortcuts use AvgPool2dSame (e.g. resnet18d); the "
+            "reference backbones resnet50_d8, resnet101_d8 and resnest101_d8 save fine. Export to onnx or "
+            "torchscript instead."
+        ) from err
+
+
+def _program_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    module = torch.export.load(str(tmp)).module()
+    return module
+
+
+def _compare(
+    runner: Callable[[torch.Tensor], torch.Tensor],
+    reference: nn.Module,
+    sizes: Sequence[tuple[int, int, int]],
+    rtol: float,
+    atol: float,
+    seed: int,
+) -> list[ExportCheck]:
+    gen = torch.Generator().manual_seed(seed)
+    checks = []
+    for batch, height, width in sizes:
+        images = torch.randn(batch, 3, height, width, generator=gen)
+        with torch.no_grad():
+            expected = reference(images)
+            got = runner(images).to(expected.dtype)
+        if got.shape != expected.shape:
+            checks.append(ExportCheck(list(images.shape), list(got.shape), float("inf"), 0.0, 0.0, False))
+            continue
+        diff = (got - expected).abs().max().item()
+        scale = expected.abs().max().item()
+        agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+        checks.append(
+            ExportCheck(
+                input_shape=list(images.shape),
+                output_shape=list(got.shape),
+                max_abs_diff=diff,
+                max_abs_torch=scale,
+                argmax_agreement=agreement,
+                passed=diff <= rtol * scale + atol,
+            )
+        )
+    return checks
+
+
+def export_model(
+    model: ISNet,
+    path: str | os.PathLike,
+    format: str | None = None,
+    sample_size: Sequence[int] = (512, 512),
+    resolution: str = "input",
+    opset: int = 17,
+    overwrite: bool = False,
+    verify: bool = True,
+    verify_sizes: Sequence[Sequence[int]] | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+    seed: int = 0,
+    dynamo: bool = False,
+) -> ExportResult:
+    """Export ``model`` with dynamic batch/height/width, check it against PyTorch, then move it into place.
+
+    Args:
+        model: the network (its weights are used as they are; it is not modified).
+        path: output file.
+        format: ``onnx``, ``torchscript`` or ``exported_program``; default from the suffix (``.onnx``, ``.pt``,
+            ``.pt2``).
+        sample_size: (H, W) of the tracing input (batch 2).
+        resolution: ``input`` (logits at the input size) or ``feature`` (logits at feature resolution).
+        opset: ONNX opset (>= 14 for ``scaled_dot_product_attention``).
+        overwrite: replace an existing file.
+        verify: run the exported artifact against PyTorch before writing it.
+        verify_sizes: (batch, H, W) inputs to check; default the sample size with batch 1 and an odd size
+            (3H/4 + 1, 5W/4 + 3) with batch 2.
+        rtol: allowed max abs difference relative to the largest PyTorch logit.
+        atol: allowed absolute slack on top of ``rtol``.
+        seed: seed of the random check images.
+        dynamo: ONNX only: use torch's ``torch.export``-based exporter (needs the ``onnxscript`` package)
+            instead of the TorchScript-based one.
+
+    Returns:
+        An :class:`ExportResult` (path, checks with max abs differences and argmax agreement, metadata).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (checked before any work).
+        ValueError: a bad format, resolution, size or tolerance.
+        ExportVerificationError: a check failed; no file is written.
+    """
+    path = Path(path)
+    fmt = format or format_from_suffix(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    if resolution not in _RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {_RESOLUTIONS}, got {resolution!r}")
+    size = tuple(int(s) for s in sample_size)
+    if len(size) != 2 or min(size) < 16:
+        raise ValueError(f"sample_size must be (H, W) with both >= 16, got {tuple(sample_size)}")
+    sizes = [tuple(int(v) for v in s) for s in verify_sizes] if verify_sizes else _default_sizes(size)
+    if any(len(s) != 3 or s[0] < 1 or min(s[1:]) < 9 for s in sizes):
+        raise ValueError(
+            f"verify_sizes must be (batch, H, W) triples with batch >= 1 and H, W >= 9, got {sizes}"
+        )
+    if rtol < 0 or atol < 0:
+        raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    if dynamo and fmt != "onnx":
+        raise ValueError(f"dynamo=True applies to the onnx format only, got format {fmt!r}")
+    if dynamo and importlib.util.find_spec("onnxscript") is None:
+        raise ImportError("dynamo=True (CLI: --dynamo) needs the onnxscript package: pip install onnxscript")
+    if fmt == "onnx" and opset < 14:
+        raise ValueError(f"opset must be >= 14 (scaled_dot_product_attention), got {opset}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it")
+
+    was_training = model.training
+    model.eval()
+    try:
+        wrapper = LogitsExport(model, resolution).eval()
+        meta = export_metadata(model, resolution)
+        sample = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(seed))
+        result = ExportResult(str(path), fmt, resolution, rtol, atol, metadata=meta)
+        with _temporary_path(path, overwrite) as tmp:
+            if fmt == "onnx":
+                _write_onnx(wrapper, sample, tmp, opset, meta, dynamo)
+                load = _onnx_runner
+            elif fmt == "torchscript":
+                _write_torchscript(wrapper, sample, tmp, meta)
+                load = _torchscript_runner
+            else:
+                _write_program(wrapper, sample, tmp, meta)
+                load = _program_runner
+            if verify:
+                result.checks = _compare(load(tmp), wrapper, sizes, rtol, atol, seed + 1)
+                failed = [c for c in result.checks if not c.passed]
+                if failed:
+                    lines = "\n  ".join(
+                        f"input {c.input_shape}: max |diff| {c.max_abs_diff:.3g} vs allowed "
+                        f"{rtol * c.max_abs_torch + atol:.3g} (output {c.output_shape})"
+                        for c in failed
+                    )
+                    raise ExportVerificationError(
+                        f"{fmt} export of {path.name} disagrees with PyTorch; nothing was written:\n  {lines}"
+                    )
+    finally:
+        model.train(was_training)
+    return result
