@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from isnet.inference.auto import (
+    DEFAULT_MAX_PIXELS,
+    auto_inference,
+    choose_inference_mode,
+    estimate_whole_inference_bytes,
+    max_pixels_for_budget,
+    peak_memory,
+    reset_peak_memory,
+)
 from isnet.inference.settings import EXPERIMENTS, SINGLE_SCALE, TEST_SETTINGS, InferenceConfig, test_settings
 from isnet.inference.tta import ms_flip_inference, run_inference
 from isnet.inference.window import PredictFn, slide_inference, slide_windows, whole_inference
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "EXPERIMENTS",
     "SINGLE_SCALE",
     "TEST_SETTINGS",
     "InferenceConfig",
     "PredictFn",
+    "auto_inference",
+    "choose_inference_mode",
+    "estimate_whole_inference_bytes",
+    "max_pixels_for_budget",
     "ms_flip_inference",
+    "peak_memory",
+    "reset_peak_memory",
     "run_inference",
     "slide_inference",
     "slide_windows",

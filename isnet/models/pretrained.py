@@ -35,6 +35,8 @@ from urllib.parse import unquote, urlparse
 import torch
 from torch import nn
 
+from isnet.utils.io import _refusal_reason  # torch-only helper shared with checkpoint loading
+
 __all__ = [
     "OPENMMLAB_URLS",
     "PRETRAINED_URL_ENV",
@@ -211,7 +213,7 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as err:
         raise PretrainedError(
             f"refusing to load {path}: it holds Python objects other than tensors and plain containers, and "
-            f"unpickling them could run code ({str(err).splitlines()[0][:200]})"
+            f"unpickling them could run code; nothing in it was executed ({_refusal_reason(err)})"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise PretrainedError(

@@ -141,11 +141,21 @@ class ISNet(nn.Module):
             )
         if images.shape[2] < 8 or images.shape[3] < 8:
             raise ValueError(f"images must be at least 8x8 pixels, got {tuple(images.shape[2:])}")
+        if self.training and images.shape[0] * -(-images.shape[2] // 8) * -(-images.shape[3] // 8) < 2:
+            raise ValueError(
+                f"training BatchNorm needs more than one value per channel, but a batch of {images.shape[0]} "
+                f"image(s) of {tuple(images.shape[2:])} gives a single feature pixel; use a larger crop or batch"
+            )
 
     def _forward_features(
         self, images: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         self._check_input(images)
+        weight_dtype = self.head.bottleneck[0].weight.dtype
+        if images.dtype != weight_dtype and not torch.is_autocast_enabled(images.device.type):
+            images = images.to(
+                weight_dtype
+            )  # e.g. float64 or float16 input to an fp32 model: compute in fp32
         fast = self._fast_path()
         if fast is not None:
             dtype = next(fast.parameters()).dtype

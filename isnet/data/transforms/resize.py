@@ -36,7 +36,8 @@ def resized_shape(
     """
     if keep_ratio:
         scale = min(max(target) / max(height, width), min(target) / min(height, width))
-        return int(height * scale + 0.5), int(width * scale + 0.5)
+        # At least 1 pixel: for extreme aspect ratios (e.g. 1x4097) the reference rounds a side to 0 and crashes.
+        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
     # The reference puts the long target side along the image's long side (portrait if h > w).
     if height > width:
         return max(target), min(target)
