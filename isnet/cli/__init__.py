@@ -1,0 +1,75 @@
+"""Command-line entry points (``isnet-train``, ``isnet-eval``, ``isnet-predict``, ``isnet-convert``).
+
+The Hydra configs live in ``conf/`` at the repository root (install the package editable so it is found, or
+pass ``--config-dir``). :func:`compose` builds the same configuration in Python, for tests and notebooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["CONFIG_DIR", "compose", "register_resolvers"]
+
+#: Absolute path of the Hydra config folder (``<repo>/conf``).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+# Run folders handed out in this process: base path -> chosen free path.
+_RUN_DIRS: dict[str, str] = {}
+
+
+def _unique_dir(base: str) -> str:
+    """``base`` if no such folder exists yet, else ``base_1``, ``base_2``, ... (first free name).
+
+    The choice is remembered per process, so re-resolving the interpolation (Hydra and Lightning's DDP
+    launcher both read ``hydra.run.dir`` again after the folder was created) returns the same folder.
+    """
+    if base not in _RUN_DIRS:
+        candidate, n = base, 0
+        while Path(candidate).exists():
+            n += 1
+            candidate = f"{base}_{n}"
+        _RUN_DIRS[base] = candidate
+    return _RUN_DIRS[base]
+
+
+def register_resolvers() -> None:
+    """Register the ``${unique_dir:...}`` resolver used by ``conf/hydra/default.yaml`` (idempotent)."""
+    if not OmegaConf.has_resolver("unique_dir"):
+        OmegaConf.register_new_resolver("unique_dir", _unique_dir)
+
+
+register_resolvers()
+
+
+def compose(
+    config_name: str = "train", overrides: Sequence[str] = (), output_dir: str | None = None
+) -> DictConfig:
+    """Compose a config from ``conf/`` as the command line would, without running anything.
+
+    Args:
+        config_name: ``train``, ``eval`` or ``predict``.
+        overrides: Hydra overrides, e.g. ``["experiment=demo", "trainer.max_epochs=1"]``.
+        output_dir: Value for ``paths.output_dir`` (the command line takes Hydra's run folder).
+
+    Returns:
+        The composed config (``hydra`` node removed, interpolations unresolved).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        if output_dir is not None:
+            cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg

@@ -1,0 +1,69 @@
+"""Convert a released sssegmentation ISNet checkpoint into this project's checkpoint format.
+
+Example::
+
+    python scripts/convert_sssegmentation.py isnet_resnet50os8_ade20k.pth isnet_r50_d8_ade20k.pth
+
+The source is read with ``weights_only=True`` (nothing in it is executed), every reference key must map onto
+exactly one ISNet key with the same shape, and the result is written atomically with
+:func:`isnet.save_checkpoint`. An existing destination is only replaced with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from isnet.checkpoint import save_checkpoint
+from isnet.convert import from_sssegmentation
+from isnet.utils.io import CheckpointError
+
+__all__ = ["convert", "main"]
+
+
+def convert(src: str | Path, dst: str | Path, force: bool = False) -> Path:
+    """Convert ``src`` (released ``.pth``) to ``dst`` (our format) and return ``dst``.
+
+    Raises:
+        FileExistsError: ``dst`` exists and ``force`` is False.
+        CheckpointError: ``src`` is missing, unsafe or does not map onto ISNet (the message lists keys).
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst} already exists; pass --force to replace it")
+    if src.resolve() == dst.resolve():
+        raise ValueError(f"source and destination are the same file: {src}")
+    model = from_sssegmentation(src)
+    entry = getattr(model, "zoo_entry", None)
+    meta = {"converted_from": str(src.name), "source_format": "sssegmentation"}
+    if entry is not None:
+        meta.update(
+            experiment=entry.experiment,
+            dataset=entry.dataset,
+            release_url=entry.url,
+            reference_mIoU=entry.miou,
+            reference_mIoU_ms_flip=entry.miou_ms_flip,
+        )
+    return save_checkpoint(model, dst, meta=meta, overwrite=force)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``isnet-convert`` / ``scripts/convert_sssegmentation.py``; returns the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", type=Path, help="released sssegmentation checkpoint (.pth)")
+    parser.add_argument("dst", type=Path, help="output checkpoint in the isnet format")
+    parser.add_argument("--force", action="store_true", help="replace DST if it exists")
+    args = parser.parse_args(argv)
+    try:
+        out = convert(args.src, args.dst, force=args.force)
+    except (FileExistsError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"Wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Evaluate a checkpoint on a dataset's evaluation split and report per-class IoU and mIoU.
+
+Examples::
+
+    python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=isnet_resnet50os8_ade20k.pth
+    python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=model.pth ms_flip=true trainer=ddp
+    python scripts/eval.py experiment=demo ckpt=runs/demo/<run>/checkpoints/last.ckpt
+
+``ckpt`` may be our checkpoint (:func:`isnet.save_checkpoint`), a Lightning ``.ckpt`` of this project or a
+released sssegmentation ``.pth`` (converted on the fly). Evaluation uses the data's test split (the reference's
+evaluation split: ADE20k/Cityscapes/LIP val, COCO-Stuff-10k test) and, with ``ms_flip=true``, the experiment's
+multi-scale + flip settings (:func:`isnet.inference.test_settings`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import isnet
+import isnet.hub
+from isnet.cli import CONFIG_DIR
+from isnet.cli.utils import build_module
+from isnet.inference import InferenceConfig, test_settings
+from isnet.lit.callbacks import write_json_atomic
+
+__all__ = ["evaluate", "inference_settings", "main", "print_results"]
+
+
+def inference_settings(cfg: DictConfig) -> InferenceConfig:
+    """The test-time settings selected by ``inference`` / ``ms_flip`` / ``experiment_name``.
+
+    Raises:
+        ValueError: ``ms_flip=true`` without one of the twelve model-zoo experiments (lists them).
+    """
+    explicit = cfg.get("inference")
+    if explicit:
+        return InferenceConfig(**OmegaConf.to_container(explicit, resolve=True))
+    if cfg.get("ms_flip", False):
+        name = cfg.get("experiment_name")
+        if not name:
+            raise ValueError(
+                "ms_flip=true needs the recipe's test settings: pass experiment=<model-zoo experiment> "
+                "or give inference={mode: ..., scales: [...], flip: ...} explicitly"
+            )
+        return test_settings(name, ms_flip=True)
+    return InferenceConfig(**OmegaConf.to_container(cfg.model.inference, resolve=True))
+
+
+def check_compatible(model: isnet.ISNet, cfg: DictConfig, datamodule: Any, ckpt: str) -> None:
+    """Refuse a checkpoint whose class count (or, with an experiment, backbone) differs from the config.
+
+    Raises:
+        ValueError: naming the checkpoint's and the config's values.
+    """
+    data_name = getattr(datamodule, "name", type(datamodule).__name__)
+    if model.num_classes != datamodule.num_classes:
+        raise ValueError(
+            f"checkpoint {ckpt} predicts {model.num_classes} classes (backbone {model.backbone_name}) but the "
+            f"data config '{data_name}' has {datamodule.num_classes} classes; pick the matching experiment/data"
+        )
+    expected = cfg.model.model_config.get("backbone")
+    if cfg.get("experiment_name") and expected and expected != model.backbone_name:
+        raise ValueError(
+            f"checkpoint {ckpt} has backbone {model.backbone_name} but experiment "
+            f"'{cfg.experiment_name}' uses {expected}; pick the matching experiment"
+        )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run the evaluation described by ``cfg`` (an ``eval`` config) and write its JSON.
+
+    Returns:
+        ``{"mIoU", "aAcc", "IoU": {class: value}, "inference", "checkpoint", "dataset", "split", ...}``.
+    """
+    start = time.time()
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed)
+    allow_tf32 = bool(cfg.get("allow_tf32", False))
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+
+    # a file, or one of the 12 model-zoo names (downloaded once into torch's hub cache)
+    ckpt = str(isnet.hub.resolve_checkpoint(str(cfg.ckpt)))
+    network = isnet.load_checkpoint(ckpt)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    check_compatible(network, cfg, datamodule, ckpt)
+    settings = inference_settings(cfg)
+
+    model_cfg = OmegaConf.create({"_target_": "isnet.lit.ISNetModule"})
+    module = build_module(
+        model_cfg,
+        datamodule,
+        model_config={**network.config, "pretrained": False},
+        lr=float(cfg.model.get("lr") or 0.01),
+        inference=OmegaConf.to_container(cfg.model.inference, resolve=True),
+        test_inference=settings,
+        experiment=cfg.get("experiment_name"),
+    )
+    module.model.load_state_dict(network.state_dict(), strict=True)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False
+    )
+    try:
+        trainer.test(module, datamodule=datamodule, verbose=False)
+    except ValueError as err:
+        if "cannot be evaluated" not in str(err):
+            raise
+        where = getattr(datamodule, "root", None)
+        raise ValueError(
+            f"{getattr(datamodule, 'name', 'data')} split '{getattr(datamodule, 'test_split', '?')}'"
+            f"{f' under {where}' if where else ''}: {err}"
+        ) from err
+
+    suffix = module.test_suffix
+    if module.test_results:  # this process ran the test loop: full float64 precision
+        scores = {k: module.test_results[k] for k in ("mIoU", "aAcc", "IoU")}
+    else:  # spawned workers ran it: read the logged (float32) values
+        metrics = trainer.callback_metrics
+        scores = {
+            "mIoU": float(metrics[f"test/mIoU{suffix}"]),
+            "aAcc": float(metrics[f"test/aAcc{suffix}"]),
+            "IoU": {name: float(metrics[f"test/IoU{suffix}/{name}"]) for name in module.class_names},
+        }
+    result: dict[str, Any] = {
+        **scores,
+        "checkpoint": str(Path(ckpt).resolve()),
+        "experiment": cfg.get("experiment_name"),
+        "dataset": getattr(datamodule, "name", None),
+        "split": getattr(datamodule, "test_split", None),
+        "inference": module.hparams.test_inference,
+        "ms_flip": bool(suffix),
+        "elapsed_s": round(time.time() - start, 1),
+    }
+    if trainer.is_global_zero:
+        print_results(result)
+        out = write_json_atomic(cfg.output_json, result)
+        print(f"Wrote {out}")
+    return result
+
+
+def print_results(result: dict[str, Any]) -> None:
+    """Print the per-class IoU table and the summary with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(value: float) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
+
+    table = Table(title=f"{result.get('dataset')} / {result.get('split')}: per-class IoU (%)")
+    table.add_column("#", justify="right")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for index, (name, value) in enumerate(result["IoU"].items()):
+        table.add_row(str(index), name, pct(value))
+    console = Console()
+    console.print(table)
+    mode = "ms+flip" if result.get("ms_flip") else "single-scale"
+    console.print(f"mIoU ({mode}): {pct(result['mIoU'])}   aAcc: {pct(result['aAcc'])}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float:
+    """Console entry point ``isnet-eval`` / ``scripts/eval.py``."""
+    return evaluate(cfg)["mIoU"]
+
+
+if __name__ == "__main__":
+    main()

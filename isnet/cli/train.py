@@ -1,0 +1,147 @@
+"""Train ISNet from a Hydra config (``conf/train.yaml``), then optionally test the best checkpoint.
+
+Examples::
+
+    python scripts/train.py experiment=isnet_r50_d8_ade20k data.root=/data/ADE20k
+    python scripts/train.py experiment=demo                       # synthetic data, CPU, a few minutes
+    python scripts/train.py -m experiment=isnet_r50_d8_ade20k,isnet_r101_d8_ade20k
+    python scripts/train.py experiment=... hydra.run.dir=runs/train/<run> ckpt_path=last   # resume
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from isnet.cli import CONFIG_DIR
+from isnet.cli.utils import (
+    build_module,
+    claim_run_dir,
+    instantiate_callbacks,
+    instantiate_loggers,
+    is_child_process,
+    resolve_ckpt_path,
+)
+from isnet.lit.callbacks import write_json_atomic
+
+__all__ = ["main", "metric_value", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return value
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit (and optionally test) a model as described by ``cfg``.
+
+    Args:
+        cfg: A composed ``train`` config (see :func:`isnet.cli.compose`).
+
+    Returns:
+        ``(metrics, objects)``: the final logged metrics (plain floats) and the ``datamodule``, ``model``,
+        ``trainer`` and ``output_dir``.
+    """
+    start = time.time()
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    if not is_child_process():
+        claim_run_dir(output_dir, cfg, resuming=ckpt_path is not None)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    # The reference trains in full FP32: TF32 off for matmuls and convolutions (ssseg/train.py).
+    allow_tf32 = bool(cfg.get("allow_tf32", False))
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = build_module(cfg.model, datamodule)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
+
+    best = _best_checkpoint(trainer)
+    if cfg.get("test", False):
+        # Test the best validated weights when a checkpoint tracked them, else the weights in memory.
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        if best:
+            metrics["test_checkpoint"] = best
+
+    metrics["best_checkpoint"] = best or None
+    metrics["last_checkpoint"] = _last_checkpoint(trainer)
+    metrics["elapsed_s"] = round(time.time() - start, 1)
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        _report(metrics, output_dir)
+    return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer, "output_dir": output_dir}
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str:
+    """Path of the best checkpoint of a monitoring ModelCheckpoint ('' when none was written)."""
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "monitor", None) and getattr(callback, "best_model_path", ""):
+            return callback.best_model_path
+    return ""
+
+
+def _last_checkpoint(trainer: pl.Trainer) -> str | None:
+    """Path of the end-of-epoch checkpoint written last (``last.ckpt``), if any."""
+    paths = [
+        Path(path)
+        for callback in trainer.checkpoint_callbacks
+        for path in (callback.last_model_path, "" if callback.monitor else callback.best_model_path)
+        if path
+    ]
+    existing = [p for p in paths if p.is_file()]
+    return str(max(existing, key=lambda p: p.stat().st_mtime_ns)) if existing else None
+
+
+def _report(metrics: dict[str, Any], output_dir: Path) -> None:
+    from rich.console import Console
+
+    console = Console()
+    shown = {
+        k: v for k, v in metrics.items() if k.split("/")[-1] in ("mIoU", "aAcc", "mIoU_best", "mIoU_ms_flip")
+    }
+    for key, value in sorted(shown.items()):
+        if isinstance(value, float) and math.isfinite(value):
+            console.print(f"{key}: {100 * value:.2f}%")
+    console.print(f"elapsed: {metrics['elapsed_s']:.0f} s")
+    print(f"Run folder: {output_dir.resolve()}", flush=True)  # plain print: never wrapped, easy to copy
+
+
+def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The value of ``optimized_metric`` for Hydra sweepers (``None`` when not configured or not logged)."""
+    if not name:
+        return None
+    if name not in metrics:
+        log.warning("optimized_metric %r was not logged (logged: %s)", name, sorted(metrics))
+        return None
+    return float(metrics[name])
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Console entry point ``isnet-train`` / ``scripts/train.py``."""
+    metrics, _ = train(cfg)
+    return metric_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

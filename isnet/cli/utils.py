@@ -1,0 +1,198 @@
+"""Helpers shared by the entry points: building objects from configs, run folders, run metadata."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from isnet.lit.callbacks import write_json_atomic
+
+__all__ = [
+    "RUN_MARKER",
+    "RunFolderError",
+    "build_module",
+    "claim_run_dir",
+    "instantiate_callbacks",
+    "instantiate_loggers",
+    "is_child_process",
+    "resolve_ckpt_path",
+    "run_metadata",
+]
+
+#: File that marks a folder as holding a run (written when the run starts).
+RUN_MARKER = "run.json"
+
+
+class RunFolderError(FileExistsError):
+    """The output folder already holds a run and would be overwritten."""
+
+
+def is_child_process() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they share the parent's run folder)."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def instantiate_callbacks(cfg: DictConfig | None) -> list[pl.Callback]:
+    """Build every ``_target_`` entry of the ``callbacks`` group (``null`` entries are skipped)."""
+    callbacks: list[pl.Callback] = []
+    if not cfg:
+        return callbacks
+    for name, conf in cfg.items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            callbacks.append(hydra.utils.instantiate(conf))
+        elif conf is not None and not isinstance(conf, DictConfig):
+            raise ValueError(f"callbacks.{name} must be a config with _target_, got {conf!r}")
+    return callbacks
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list[Any]:
+    """Build every ``_target_`` entry of the ``logger`` group."""
+    loggers: list[Any] = []
+    if not cfg:
+        return loggers
+    for conf in cfg.values():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            loggers.append(hydra.utils.instantiate(conf))
+    return loggers
+
+
+def build_module(model_cfg: DictConfig, datamodule: Any, **overrides: Any) -> Any:
+    """Instantiate the ``model`` config with the class count, names and flip pairs of ``datamodule``.
+
+    Raises:
+        ValueError: ``model.num_classes`` is set and differs from the data's class count.
+    """
+    num_classes = model_cfg.get("num_classes")
+    data_classes = int(datamodule.num_classes)
+    if num_classes is not None and int(num_classes) != data_classes:
+        raise ValueError(
+            f"model.num_classes={num_classes} but the data ({getattr(datamodule, 'name', type(datamodule).__name__)}) "
+            f"has {data_classes} classes; fix the experiment or pass model.num_classes={data_classes}"
+        )
+    kwargs: dict[str, Any] = dict(
+        num_classes=data_classes,
+        class_names=[str(c) for c in datamodule.class_names],
+        flip_pairs=[list(p) for p in getattr(datamodule, "flip_pairs", [])],
+    )
+    kwargs.update(overrides)
+    return hydra.utils.instantiate(model_cfg, **kwargs, _convert_="all")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """Turn the ``ckpt_path`` setting into a checkpoint file for ``trainer.fit``.
+
+    ``last`` means ``<output_dir>/checkpoints/last.ckpt`` (resume a run in its own folder, selected with
+    ``hydra.run.dir=<run folder>``); a run folder means its ``checkpoints/last.ckpt``; a file is used as is.
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist (the message lists recent runs that can be resumed).
+    """
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        path = output_dir / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ckpt_path=last: {path} does not exist. Resume a run in its own folder with "
+                f"hydra.run.dir=<run folder> ckpt_path=last, or pass ckpt_path=<run folder or .ckpt file>."
+                + _recent_runs_hint(output_dir.parent)
+            )
+        return str(path)
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: checkpoint {path} not found")
+    return str(path)
+
+
+def _recent_runs_hint(parent: Path, limit: int = 5) -> str:
+    if not parent.is_dir():
+        return ""
+    runs = sorted(
+        (p for p in parent.iterdir() if (p / "checkpoints" / "last.ckpt").is_file()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )[:limit]
+    return (" Recent runs with a last.ckpt: " + ", ".join(str(p) for p in runs)) if runs else ""
+
+
+def _git_describe() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_metadata() -> dict[str, Any]:
+    """Versions, git state and command line of this process, saved next to the checkpoints."""
+    import timm
+
+    return {
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "git": _git_describe(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "pytorch_lightning": pl.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        },
+        "host": platform.node(),
+    }
+
+
+def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
+    """Mark ``output_dir`` as this run's folder, refusing to reuse a folder that holds another run.
+
+    Writes ``run.json`` (metadata) and ``config.yaml`` (the resolved config). When resuming in the same
+    folder the metadata gets a ``resumed`` entry instead.
+
+    Raises:
+        RunFolderError: ``output_dir`` already holds a run (``run.json`` or ``checkpoints/``) and this is not
+            a resume.
+    """
+    marker = output_dir / RUN_MARKER
+    existing = marker.is_file() or (output_dir / "checkpoints").is_dir()
+    if existing and not resuming:
+        raise RunFolderError(
+            f"output folder {output_dir} already holds a run; refusing to overwrite it. Choose a new folder "
+            f"(hydra.run.dir=... or paths.output_dir=...) or resume it with ckpt_path=last"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata()
+    if marker.is_file():
+        import json
+
+        previous = json.loads(marker.read_text())
+        previous.setdefault("resumed", []).append(meta)
+        write_json_atomic(marker, previous)
+        name = f"config.resumed-{meta['started'].replace(':', '-')}.yaml"
+    else:
+        write_json_atomic(marker, meta)
+        name = "config.yaml"
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except Exception:  # an interpolation that only resolves inside Hydra's runtime
+        text = OmegaConf.to_yaml(cfg, resolve=False)
+    (output_dir / name).write_text(text)

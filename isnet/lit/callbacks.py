@@ -1,0 +1,262 @@
+"""Training callbacks: exact resumption, metric history with curves, and prediction overlays."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+
+from isnet.inference import run_inference
+from isnet.viz import default_palette, denormalize, overlay, plot_curves, save_image, side_by_side
+
+__all__ = ["EpochSeed", "MetricsHistory", "PredictionOverlays", "write_json_atomic"]
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON to a temporary file next to ``path`` and rename it into place (NaN becomes ``null``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class EpochSeed(pl.Callback):
+    """Derive every random stream of an epoch from ``(seed, epoch, rank)`` at the start of the epoch.
+
+    Lightning restores weights, optimizer, schedule and loop counters on resume, but not the global RNG nor a
+    single-process ``RandomSampler``'s generator, so a resumed run would see another data order and other
+    dropout masks than an uninterrupted one. Reseeding at every epoch start makes a run resumed from an
+    epoch-end checkpoint (``last.ckpt``) continue exactly as the uninterrupted run (bit-identical on CPU with
+    ``num_workers=0``; DataLoader workers keep their own augmentation streams). Under DDP the
+    ``DistributedSampler`` is already seeded by epoch; dropout still gets its per-rank seed here.
+
+    Args:
+        seed: Base seed; ``None`` reads ``PL_GLOBAL_SEED`` (set by ``seed_everything``), else 0.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def epoch_seed(self, epoch: int, rank: int) -> int:
+        """The 32-bit seed of ``epoch`` on ``rank``."""
+        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return int(np.random.SeedSequence([base, epoch, rank]).generate_state(1)[0])
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seed = self.epoch_seed(trainer.current_epoch, trainer.global_rank)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        loaders = trainer.train_dataloader
+        for loader in loaders if isinstance(loaders, list | tuple) else [loaders]:
+            sampler = getattr(loader, "sampler", None)
+            # The DataLoader iterator is created before this hook for the first epoch of a run (and draws a
+            # worker base seed from loader.generator), but a RandomSampler draws its permutation lazily.
+            # A generator of its own makes the permutation depend on the epoch only.
+            if isinstance(sampler, torch.utils.data.RandomSampler):
+                sampler.generator = torch.Generator().manual_seed(seed)
+            generator = getattr(loader, "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(seed + 1)
+            reseed = getattr(getattr(loader, "dataset", None), "reseed", None)
+            if callable(reseed) and getattr(loader, "num_workers", 0) == 0:
+                reseed(seed)
+
+
+class MetricsHistory(pl.Callback):
+    """Record the training loss per step and epoch and the validation mIoU; write JSON and a curve plot.
+
+    The history is part of the checkpoint, so a resumed run keeps one continuous curve.
+
+    Args:
+        dirpath: Output folder; ``None`` uses ``trainer.default_root_dir``.
+        filename: JSON file name.
+        plot: PNG file name of the loss / mIoU curves, ``None`` for no plot.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        filename: str = "metrics_history.json",
+        plot: str | None = "curves.png",
+    ) -> None:
+        self.dirpath = dirpath
+        self.filename = filename
+        self.plot = plot
+        self.history: dict[str, list[float]] = {
+            "train_step": [],
+            "train_step_loss": [],
+            "epoch": [],
+            "train_loss": [],
+            "val_epoch": [],
+            "val_mIoU": [],
+            "val_aAcc": [],
+        }
+        self.steps_per_epoch = 1
+        self._epoch_losses: list[float] = []
+
+    def _folder(self, trainer: pl.Trainer) -> Path:
+        return Path(self.dirpath or trainer.default_root_dir)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach())
+        self._epoch_losses.append(value)
+        self.history["train_step"].append(trainer.global_step)
+        self.history["train_step_loss"].append(value)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._epoch_losses:
+            self.steps_per_epoch = len(self._epoch_losses)
+            self.history["epoch"].append(trainer.current_epoch)
+            self.history["train_loss"].append(float(np.mean(self._epoch_losses)))
+        self._epoch_losses = []
+        self._write(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or "val/mIoU" not in trainer.callback_metrics:
+            return
+        self.history["val_epoch"].append(trainer.current_epoch)
+        self.history["val_mIoU"].append(float(trainer.callback_metrics["val/mIoU"]))
+        self.history["val_aAcc"].append(float(trainer.callback_metrics.get("val/aAcc", float("nan"))))
+        self._write(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer)
+
+    @rank_zero_only
+    def _write(self, trainer: pl.Trainer) -> None:
+        folder = self._folder(trainer)
+        write_json_atomic(folder / self.filename, {**self.history, "steps_per_epoch": self.steps_per_epoch})
+        if self.plot and (self.history["epoch"] or self.history["val_epoch"]):
+            plot_curves({**self.history, "steps_per_epoch": self.steps_per_epoch}, folder / self.plot)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "steps_per_epoch": self.steps_per_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
+        self.steps_per_epoch = state_dict.get("steps_per_epoch", 1)
+
+
+class PredictionOverlays(pl.Callback):
+    """Save ``[image | ground truth | prediction]`` overlays of the first evaluation images.
+
+    Runs on rank zero after ``trainer.test`` (``stage="test"``) or at the end of ``trainer.fit`` (``stage="fit"``),
+    with the module's inference settings, so the pictures show exactly what the metrics measured.
+
+    Args:
+        num_images: Number of images to draw.
+        dirpath: Output folder; ``None`` uses ``<trainer.default_root_dir>/overlays``.
+        stage: ``"test"`` or ``"fit"``.
+        alpha: Mask opacity.
+        min_height: Panels of smaller images are enlarged (nearest neighbour) to at least this height.
+        palette: ``"data"`` (the datamodule's palette), ``"generated"`` (well separated hues, useful when the
+            data palette resembles the image colours, as for the synthetic scenes) or a list of RGB triples.
+    """
+
+    def __init__(
+        self,
+        num_images: int = 4,
+        dirpath: str | None = None,
+        stage: str = "test",
+        alpha: float = 0.5,
+        min_height: int = 192,
+        palette: str | list[list[int]] = "data",
+    ) -> None:
+        if stage not in ("test", "fit"):
+            raise ValueError(f"PredictionOverlays.stage must be 'test' or 'fit', got {stage!r}")
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"PredictionOverlays.num_images must be a positive int, got {num_images!r}")
+        self.num_images = num_images
+        self.dirpath = dirpath
+        self.stage = stage
+        self.alpha = alpha
+        if isinstance(palette, str) and palette not in ("data", "generated"):
+            raise ValueError(
+                f"PredictionOverlays.palette must be 'data', 'generated' or a list, got {palette!r}"
+            )
+        self.min_height = int(min_height)
+        self.palette = palette
+        #: Paths written by the last call.
+        self.written: list[Path] = []
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.stage == "test":
+            self.draw(trainer, pl_module, "test_dataset")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.stage == "fit":
+            self.draw(trainer, pl_module, "val_dataset")
+
+    @rank_zero_only
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str) -> None:
+        """Predict the first ``num_images`` samples of ``datamodule.<attr>`` and write the PNGs."""
+        datamodule = trainer.datamodule
+        dataset = getattr(datamodule, attr, None) if datamodule is not None else None
+        if dataset is None:
+            return
+        folder = Path(self.dirpath or Path(trainer.default_root_dir) / "overlays")
+        num_classes = pl_module.hparams.num_classes
+        if isinstance(self.palette, str):
+            palette = list(getattr(datamodule, "palette", []) or []) if self.palette == "data" else []
+        else:
+            palette = [tuple(c) for c in self.palette]
+        if len(palette) != num_classes:
+            palette = default_palette(num_classes)
+        mean = getattr(datamodule, "mean", (123.675, 116.28, 103.53))
+        std = getattr(datamodule, "std", (58.395, 57.12, 57.375))
+        config = pl_module.test_inference_config if attr == "test_dataset" else pl_module.inference_config
+        was_training = pl_module.training
+        pl_module.eval()
+        self.written = []
+        for index in range(min(self.num_images, len(dataset))):
+            sample = dataset[index]
+            image = sample["image"].to(pl_module.device)
+            mask = sample["mask"]
+            scores = run_inference(pl_module.model.predict_logits, image[None], mask.shape[-2:], config,
+                                   pl_module.flip_pairs)  # fmt: skip
+            pred = scores.argmax(dim=1)[0].cpu()
+            rgb = denormalize(sample["image"], mean, std)
+            if rgb.shape[:2] != tuple(mask.shape):
+                # Eval images are test-resized while labels keep the original size: draw at label size.
+                import cv2
+
+                rgb = cv2.resize(rgb, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
+            panel = side_by_side(
+                rgb, overlay(rgb, mask, palette, self.alpha), overlay(rgb, pred, palette, self.alpha)
+            )
+            factor = max(1, -(-self.min_height // panel.shape[0]))
+            if factor > 1:
+                panel = panel.repeat(factor, axis=0).repeat(factor, axis=1)
+            name = str(sample.get("name", f"{index:04d}")).replace("/", "_")
+            self.written.append(save_image(folder / f"{index:02d}_{name}.png", panel))
+        pl_module.train(was_training)

@@ -1,0 +1,381 @@
+"""LightningModule that trains and evaluates ISNet as sssegmentation does.
+
+Reproduces ``ssseg/train.py`` and ``ssseg/test.py`` for ISNet:
+
+* loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4 on logits upsampled to the crop
+  (:class:`isnet.models.ISNetLoss`);
+* optimiser: plain SGD over **one** parameter group (weight decay on every parameter, BN and biases included,
+  no nesterov), learning rate set before every step by the poly rule (:class:`isnet.lit.schedule.PolyLR`)
+  over ``T = max_epochs * steps_per_epoch`` steps;
+* evaluation: the stage-2 logits at feature resolution (``ISNet.predict_logits``) are resized straight to the
+  **original** label size by :mod:`isnet.inference` (single-scale whole-image logits by default, the setting
+  used for validation during training) and accumulated into a dataset-level confusion matrix
+  (:class:`isnet.metrics.SegmentationIoU`).
+
+Under DDP the evaluation loaders get a :class:`isnet.metrics.DistributedEvalSampler` (no padding), so every
+image is counted exactly once, as the reference does by de-duplicating results by image id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler
+from torchmetrics import MaxMetric
+
+from isnet.inference import SINGLE_SCALE, InferenceConfig, run_inference
+from isnet.lit.schedule import PolyLR
+from isnet.metrics import DistributedEvalSampler, SegmentationIoU
+from isnet.models import ISNet, ISNetLoss
+
+__all__ = ["ISNetModule", "with_eval_sampler"]
+
+_LOSS_TERMS = ("stage2", "stage1", "aux")
+
+
+def with_eval_sampler(loader: DataLoader, num_replicas: int, rank: int) -> DataLoader:
+    """Return ``loader`` rebuilt around a :class:`DistributedEvalSampler` (no padding, no shuffling).
+
+    Lightning keeps any sampler that subclasses ``DistributedSampler``, so the rebuilt loader is used as is
+    instead of getting a padding ``DistributedSampler`` injected. Loaders that already have a distributed
+    sampler are returned unchanged.
+
+    Args:
+        loader: An evaluation ``DataLoader`` (sequential sampler).
+        num_replicas: World size.
+        rank: This process's global rank.
+
+    Returns:
+        A ``DataLoader`` over the same dataset with the same batch size, workers and collate function.
+    """
+    if isinstance(loader.sampler, DistributedSampler) or loader.batch_sampler is None:
+        return loader
+    sampler = DistributedEvalSampler(loader.dataset, num_replicas=num_replicas, rank=rank)
+    kwargs: dict[str, Any] = dict(
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=False,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
+        persistent_workers=loader.persistent_workers,
+    )
+    if loader.num_workers > 0:
+        kwargs["prefetch_factor"] = loader.prefetch_factor
+        kwargs["multiprocessing_context"] = loader.multiprocessing_context
+    return DataLoader(loader.dataset, **kwargs)
+
+
+def _as_dict(config: InferenceConfig) -> dict[str, Any]:
+    """InferenceConfig as plain dict/list values (readable YAML in hparams, safe checkpoint loading)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+class ISNetModule(pl.LightningModule):
+    """Train and evaluate ISNet with the reference's optimiser, schedule, losses and evaluation.
+
+    All arguments are primitives, so ``save_hyperparameters()`` records the complete recipe and
+    ``ISNetModule.load_from_checkpoint(path)`` (or :func:`isnet.load_checkpoint`) rebuilds the network without
+    Hydra.
+
+    Args:
+        model_config: :class:`isnet.models.ISNet` keyword arguments (``backbone``, ``pretrained``,
+            ``feats_channels``, ``transform_channels``, ``dropout``, ``shortcut``, ``act``, ``aux``).
+            ``num_classes`` may be given here too but must then equal ``num_classes``.
+        num_classes: Number of classes K.
+        lr: Initial learning rate ``lr0``.
+        momentum: SGD momentum (0.9 in every reference config).
+        weight_decay: SGD weight decay, applied to all parameters as in the reference.
+        min_lr: Final learning rate of the poly schedule; ``None`` means ``0.01 * lr`` (reference default).
+        power: Poly exponent (0.9).
+        loss_weights: Weights of the ``stage2``, ``stage1`` and ``aux`` cross-entropy terms
+            (default 1.0, 0.4, 0.4).
+        ignore_index: Label value excluded from the loss and the metrics (255).
+        inference: Validation/test inference settings (:class:`isnet.inference.InferenceConfig` fields);
+            ``None`` is the reference's single-scale whole-image logits.
+        test_inference: Settings for ``trainer.test`` only (e.g. multi-scale + flip); ``None`` = ``inference``.
+        class_names: K class names for per-class results; ``None`` gives ``class_0 ... class_{K-1}``.
+        flip_pairs: Class pairs whose channels swap under a horizontal test-time flip (LIP).
+        experiment: Name of the recipe (stored with the checkpoint for reference).
+    """
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        num_classes: int,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        min_lr: float | None = None,
+        power: float = 0.9,
+        loss_weights: dict[str, float] | None = None,
+        ignore_index: int = 255,
+        inference: dict[str, Any] | None = None,
+        test_inference: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        flip_pairs: Sequence[Sequence[int]] | None = None,
+        experiment: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if not isinstance(model_config, dict):
+            raise ValueError(
+                f"model_config must be a dict of ISNet arguments, got {type(model_config).__name__}"
+            )
+        if model_config.get("num_classes", num_classes) != num_classes:
+            raise ValueError(
+                f"model_config.num_classes={model_config['num_classes']} disagrees with num_classes={num_classes}"
+            )
+        _check_positive("lr", lr)
+        _check_positive("weight_decay", weight_decay, allow_zero=True)
+        _check_positive("power", power)
+        if not (isinstance(momentum, int | float) and 0.0 <= momentum < 1.0):
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if min_lr is not None and (_check_positive("min_lr", min_lr, allow_zero=True) > lr):
+            raise ValueError(f"min_lr must be <= lr ({lr}), got {min_lr!r}")
+        loss_weights = (
+            dict(loss_weights) if loss_weights is not None else {"stage2": 1.0, "stage1": 0.4, "aux": 0.4}
+        )
+        unknown = sorted(set(loss_weights) - set(_LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_TERMS)}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+        # Rebinding the arguments before save_hyperparameters() stores the resolved values: the full ISNet
+        # config (with num_classes) lets isnet.load_checkpoint rebuild the network from hparams alone.
+        model_config = {**model_config, "num_classes": num_classes}
+        class_names = [str(c) for c in class_names] if class_names is not None else None
+        flip_pairs = [[int(a), int(b)] for a, b in flip_pairs] if flip_pairs else []
+        val_config = self._inference_config("inference", inference)
+        test_config = self._inference_config("test_inference", test_inference) if test_inference else None
+        inference = _as_dict(val_config)
+        test_inference = _as_dict(test_config) if test_config is not None else None
+        self.save_hyperparameters()
+
+        self.model = ISNet(**model_config)
+        self.criterion = ISNetLoss(
+            ignore_index=ignore_index,
+            stage2_weight=loss_weights.get("stage2", 1.0),
+            stage1_weight=loss_weights.get("stage1", 0.4),
+            aux_weight=loss_weights.get("aux", 0.4),
+        )
+        self.inference_config = val_config
+        self.test_inference_config = test_config or val_config
+        self.class_names = class_names or [f"class_{k}" for k in range(num_classes)]
+        self.flip_pairs = flip_pairs
+        # One metric object per stage (Lightning practice): val and test never share state.
+        self.val_iou = SegmentationIoU(num_classes=num_classes, ignore_index=ignore_index)
+        self.test_iou = SegmentationIoU(num_classes=num_classes, ignore_index=ignore_index)
+        self.val_miou_best = MaxMetric()
+        self.val_miou_best.persistent(True)  # saved with the checkpoint, restored on resume
+        #: Results of the last ``trainer.test`` on this process: mIoU, aAcc, per-class IoU/Acc.
+        self.test_results: dict[str, Any] = {}
+
+    @staticmethod
+    def _inference_config(name: str, value: dict[str, Any] | InferenceConfig | None) -> InferenceConfig:
+        if value is None:
+            return SINGLE_SCALE
+        if isinstance(value, InferenceConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a dict of InferenceConfig fields, got {type(value).__name__}")
+        fields = {f.name for f in dataclasses.fields(InferenceConfig)}
+        unknown = sorted(set(value) - fields)
+        if unknown:
+            raise ValueError(f"{name} has unknown keys {unknown}; allowed: {sorted(fields)}")
+        return InferenceConfig(**value)
+
+    # ------------------------------------------------------------------------------------------------
+    # forward / training
+    def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
+        """Run the network (train mode: dict of logits; eval mode: stage-2 logits at input size)."""
+        return self.model(images)
+
+    def setup(self, stage: str) -> None:
+        """Give the datamodule's evaluation loaders a non-padding distributed sampler when run under DDP."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "_isnet_eval_sampler", False):
+            return
+        for hook in ("val_dataloader", "test_dataloader"):
+            original = getattr(datamodule, hook, None)
+            if original is None:
+                continue
+
+            def patched(original=original, datamodule=datamodule) -> Any:
+                loaders = original()
+                # world size and rank are read at call time: the datamodule may serve several trainers
+                trainer = getattr(datamodule, "trainer", None)
+                if trainer is None or trainer.world_size <= 1:
+                    return loaders
+                world, rank = trainer.world_size, trainer.global_rank
+                if isinstance(loaders, DataLoader):
+                    return with_eval_sampler(loaders, world, rank)
+                if isinstance(loaders, list | tuple):
+                    return type(loaders)(with_eval_sampler(dl, world, rank) for dl in loaders)
+                return loaders
+
+            setattr(datamodule, hook, patched)
+        datamodule._isnet_eval_sampler = True
+
+    def on_train_start(self) -> None:
+        # Sanity-check batches must not leak into the first validation result. The best mIoU is kept: it is
+        # part of the checkpoint, so a resumed run continues the same maximum.
+        self.val_iou.reset()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """One reference iteration: forward in train mode, three CE terms, checked for NaN/inf."""
+        images, masks = batch["image"], batch["mask"]
+        outputs = self.model(images)
+        losses = self.criterion(outputs, masks)
+        loss = losses["loss"]
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(self._nonfinite_message(losses, batch_idx))
+        batch_size = images.shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
+        for name in ("loss_stage1", "loss_stage2", "loss_aux"):
+            if name in losses:
+                self.log(f"train/{name}", losses[name], on_step=True, on_epoch=False, batch_size=batch_size)
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        if optimizers:
+            lr = optimizers[0].param_groups[0]["lr"]  # the value this step uses (set before the step)
+            self.log("train/lr", lr, on_step=True, on_epoch=False, batch_size=batch_size)
+        return loss
+
+    def _nonfinite_message(self, losses: dict[str, Tensor], batch_idx: int) -> str:
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+        # The newest checkpoint on disk; it predates this step, so its weights are still finite.
+        candidates = []
+        for callback in getattr(self._trainer, "checkpoint_callbacks", None) or []:
+            for attr in ("last_model_path", "best_model_path"):
+                path = getattr(callback, attr, "")
+                if path and Path(path).is_file():
+                    candidates.append(Path(path))
+        last = max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+        where = f"the last good checkpoint is {last}" if last else "no checkpoint has been written yet"
+        return (
+            f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, "
+            f"batch {batch_idx}): {terms}; training stopped, {where}. Check the learning rate and the labels."
+        )
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD over one parameter group + poly LR stepped every optimizer step."""
+        hp = self.hparams
+        # ssseg/modules/models/optimizers: SGD(model.parameters(), lr, momentum, weight_decay), params_rules={}
+        optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=hp.lr,
+            momentum=hp.momentum,
+            weight_decay=hp.weight_decay,
+            dampening=0,
+            nesterov=False,
+        )
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total <= 0:
+            raise ValueError(
+                f"the poly schedule needs a finite training length, got trainer.estimated_stepping_batches={total}; "
+                "set trainer.max_epochs (or max_steps)"
+            )
+        #: T, the schedule length in optimizer steps (per rank: max_epochs x per-rank batches per epoch).
+        self.total_steps = int(total)
+        scheduler = PolyLR(optimizer, total_steps=self.total_steps, power=hp.power, min_lr=hp.min_lr)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    # ------------------------------------------------------------------------------------------------
+    # evaluation
+    def _evaluate(
+        self, batch: dict[str, Any], metric: SegmentationIoU, config: InferenceConfig, stage: str
+    ) -> None:
+        masks = batch.get("mask")
+        if masks is None:
+            raise ValueError(
+                f"the {stage} batch has no 'mask': this split has no labels and cannot be evaluated "
+                "(use scripts/predict.py for unlabelled images)"
+            )
+        images = batch["image"]
+        if isinstance(images, Tensor) and isinstance(masks, Tensor):
+            pairs = [(images, masks)]  # one call for the whole batch: all images and labels share a size
+        else:
+            pairs = [(img.unsqueeze(0), mask.unsqueeze(0)) for img, mask in zip(images, masks, strict=True)]
+        for image, mask in pairs:
+            scores = run_inference(self.model.predict_logits, image, mask.shape[-2:], config, self.flip_pairs)
+            metric.update(scores.argmax(dim=1), mask)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Predict at the original label size and accumulate the confusion matrix."""
+        self._evaluate(batch, self.val_iou, self.inference_config, "validation")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """As :meth:`validation_step`, with the test-time settings."""
+        self._evaluate(batch, self.test_iou, self.test_inference_config, "test")
+
+    def _log_epoch(self, name: str, value: Tensor | float) -> None:
+        # The value is already global (the metric's compute() all-reduces its confusion matrix), so the
+        # ranks hold identical numbers; "max" keeps it exact where a mean all-reduce could round.
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+        self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+
+    @staticmethod
+    def _check_labelled(result: dict[str, Tensor], stage: str) -> None:
+        if bool(torch.isnan(result["aAcc"])):
+            raise ValueError(
+                f"the {stage} split has no labelled pixel (every label is the ignore value or outside "
+                "[0, num_classes)); it cannot be evaluated"
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_iou.compute()
+        self.val_iou.reset()
+        if self.trainer.sanity_checking:
+            return
+        self._check_labelled(result, "validation")
+        miou = result["mIoU"].float()
+        self._log_epoch("val/mIoU", miou)
+        self._log_epoch("val/aAcc", result["aAcc"])
+        self.val_miou_best.update(miou)
+        self._log_epoch("val/mIoU_best", self.val_miou_best.compute())
+
+    @property
+    def test_suffix(self) -> str:
+        """``"_ms_flip"`` when the test settings use several scales or flipping, else ``""``."""
+        config = self.test_inference_config
+        return "_ms_flip" if (len(config.scales) > 1 or config.flip) else ""
+
+    def on_test_epoch_end(self) -> None:
+        result = self.test_iou.compute()
+        self.test_iou.reset()
+        self._check_labelled(result, "test")
+        suffix = self.test_suffix
+        self._log_epoch(f"test/mIoU{suffix}", result["mIoU"])
+        self._log_epoch(f"test/aAcc{suffix}", result["aAcc"])
+        for name, iou in zip(self.class_names, result["IoU"].tolist(), strict=True):
+            self._log_epoch(f"test/IoU{suffix}/{name}", iou)
+        self.test_results = {
+            "mIoU": float(result["mIoU"]),
+            "aAcc": float(result["aAcc"]),
+            "mAcc": float(result["mAcc"]),
+            "IoU": dict(zip(self.class_names, result["IoU"].tolist(), strict=True)),
+            "Acc": dict(zip(self.class_names, result["Acc"].tolist(), strict=True)),
+            "inference": _as_dict(self.test_inference_config),
+        }

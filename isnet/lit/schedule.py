@@ -1,0 +1,107 @@
+"""Per-iteration poly learning-rate schedule of sssegmentation.
+
+Reproduces ``ssseg/modules/models/schedulers/polyscheduler.py``: before every optimizer step the learning rate
+is set to ``(1 - t / T) ** power * (lr0 - min_lr) + min_lr`` where ``t`` is the number of optimizer steps
+already done (0 at the first step) and ``T = max_epochs * iters_per_epoch``. There is no warm-up, and
+``min_lr`` defaults to ``0.01 * lr0`` (``basescheduler.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = ["PolyLR", "poly_lr", "steps_per_epoch"]
+
+
+def poly_lr(step: int, total_steps: int, base_lr: float, min_lr: float, power: float = 0.9) -> float:
+    """Learning rate used for optimizer step ``step`` (0-based) of ``total_steps``.
+
+    Evaluated in the reference's order (``coeff * (base_lr - min_lr) + min_lr``) so that the values are
+    bit-identical. Steps past ``total_steps`` stay at ``min_lr`` (the reference never gets there).
+
+    Args:
+        step: Optimizer steps already done, ``t``.
+        total_steps: ``T``, the length of the schedule in optimizer steps.
+        base_lr: ``lr0``.
+        min_lr: Floor reached at ``t = T``.
+        power: Poly exponent (0.9).
+
+    Returns:
+        The learning rate.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+    step = min(max(int(step), 0), int(total_steps))
+    coeff = (1 - step / total_steps) ** power
+    return coeff * (base_lr - min_lr) + min_lr
+
+
+def steps_per_epoch(num_samples: int, global_batch_size: int, world_size: int = 1) -> int:
+    """Optimizer steps per epoch and rank, as counted by the reference: ``floor(ceil(N / W) / (B / W))``.
+
+    ``DistributedSampler`` pads the index list to ``ceil(N / W)`` samples per rank and the train loader drops
+    the last incomplete per-rank batch of ``B / W`` samples (``ssseg/train.py``).
+
+    Args:
+        num_samples: ``N``, the number of training samples.
+        global_batch_size: ``B``, the batch summed over all ranks.
+        world_size: ``W``, the number of processes.
+
+    Returns:
+        The number of iterations per epoch.
+    """
+    if global_batch_size % world_size != 0:
+        raise ValueError(
+            f"global batch size {global_batch_size} is not divisible by the world size {world_size}"
+        )
+    return math.ceil(num_samples / world_size) // (global_batch_size // world_size)
+
+
+class PolyLR(LRScheduler):
+    """Poly decay to ``min_lr``, one scheduler step per optimizer step (Lightning ``interval="step"``).
+
+    Every parameter group decays from its own initial learning rate to the same ``min_lr``, as the reference
+    does with its single group.
+
+    Args:
+        optimizer: The wrapped optimizer.
+        total_steps: ``T`` (``trainer.estimated_stepping_batches`` in Lightning).
+        power: Poly exponent.
+        min_lr: Final learning rate; ``None`` means 1% of each group's initial learning rate.
+        last_epoch: Index of the last step when resuming by hand (Lightning restores the state instead).
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int,
+        power: float = 0.9,
+        min_lr: float | None = None,
+        last_epoch: int = -1,
+    ) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+            raise ValueError(f"PolyLR total_steps must be a positive int, got {total_steps!r}")
+        if power <= 0:
+            raise ValueError(f"PolyLR power must be > 0, got {power!r}")
+        if min_lr is not None and min_lr < 0:
+            raise ValueError(f"PolyLR min_lr must be >= 0 or None, got {min_lr!r}")
+        self.total_steps = total_steps
+        self.power = power
+        self.min_lr = min_lr
+        super().__init__(optimizer, last_epoch)
+
+    def _min_lr(self, base_lr: float) -> float:
+        return 0.01 * base_lr if self.min_lr is None else self.min_lr
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """Closed form at ``t = last_epoch`` (the number of scheduler steps taken)."""
+        return [
+            poly_lr(self.last_epoch, self.total_steps, base, self._min_lr(base), self.power)
+            for base in self.base_lrs
+        ]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
