@@ -1,26 +1,36 @@
-"""Pictures of segmentation results: colour masks, overlays and training curves.
+"""Pictures of segmentation results: colour masks, overlays, labelled panels, training curves and metric plots.
 
 Palettes are lists of RGB triples indexed by class id (the datasets' ``palette`` attribute); the ignore value
-(255) gets its own colour so that unlabelled pixels never look like a class.
+(255) gets its own colour so that unlabelled pixels never look like a class. Figures are drawn on matplotlib
+``Figure`` objects with the Agg canvas (no pyplot state), so callbacks and worker processes can draw safely.
 """
 
 from __future__ import annotations
 
 import colorsys
+import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
     "colorize",
+    "confusion_matrix_figure",
     "default_palette",
     "denormalize",
     "overlay",
+    "per_class_iou_figure",
     "plot_curves",
+    "prediction_panel",
+    "save_figure",
     "save_image",
     "side_by_side",
 ]
@@ -232,4 +242,229 @@ def plot_curves(history: Mapping[str, Any], path: str | os.PathLike, title: str 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
+
+
+#: Largest class count whose names are written on the confusion-matrix axes (more would be unreadable).
+MAX_CONFUSION_TICK_LABELS = 40
+#: Largest class count whose confusion-matrix cells carry their percentage.
+MAX_CONFUSION_ANNOTATED = 12
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def _figure_to_array(fig: Figure) -> np.ndarray:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+    buffer.seek(0)
+    with Image.open(buffer) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def prediction_panel(
+    image: np.ndarray | torch.Tensor,
+    label: np.ndarray | torch.Tensor | None,
+    pred: np.ndarray | torch.Tensor,
+    class_names: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    ignore_index: int = 255,
+    title: str | None = None,
+    alpha: float = 0.5,
+    panel_height: int = 256,
+) -> np.ndarray:
+    """Draw ``image | ground truth | prediction`` with titles and a legend of the classes shown.
+
+    The legend lists only the classes present in the label or the prediction (a colour patch and the name), so
+    a picture of a 150-class data set stays readable; legend patches carry the exact palette colours, while the
+    masks are blended over the image with ``alpha`` so that the scene stays visible under them.
+
+    Args:
+        image: uint8 RGB image ``(H, W, 3)`` (e.g. from :func:`denormalize`).
+        label: Ground-truth class ids ``(H, W)`` with ``ignore_index`` for unlabelled pixels, or ``None`` to
+            draw ``image | prediction`` only (unlabelled inputs).
+        pred: Predicted class ids ``(H, W)``.
+        class_names: K names, indexed by class id.
+        palette: K RGB triples.
+        ignore_index: Label value left uncoloured (the image shows through).
+        title: Figure title (e.g. the sample name).
+        alpha: Mask opacity in ``[0, 1]``.
+        panel_height: Height in pixels at which each panel is drawn (aspect ratio kept).
+
+    Returns:
+        uint8 RGB array ``(H', W', 3)`` of the whole figure.
+
+    Raises:
+        ValueError: Shapes disagree, ``class_names`` and ``palette`` differ in length, or a mask value has no
+            class.
+    """
+    rgb = _to_numpy(image)
+    prediction = _to_numpy(pred).astype(np.int64)
+    truth = None if label is None else _to_numpy(label).astype(np.int64)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got shape {rgb.shape}")
+    for what, mask in (("pred", prediction), ("label", truth)):
+        if mask is not None and mask.shape != rgb.shape[:2]:
+            raise ValueError(f"{what} must be (H, W) = {rgb.shape[:2]}, got shape {mask.shape}")
+    colours = _palette_array(palette)
+    if len(class_names) != len(colours):
+        raise ValueError(f"class_names has {len(class_names)} entries but palette has {len(colours)} colours")
+    if isinstance(panel_height, bool) or not isinstance(panel_height, int) or panel_height < 16:
+        raise ValueError(f"panel_height must be an int >= 16, got {panel_height!r}")
+    rgb = rgb.astype(np.uint8)
+
+    panels = [("image", rgb)]
+    if truth is not None:
+        panels.append(("ground truth", overlay(rgb, truth, colours, alpha, ignore_index)))
+    panels.append(("prediction", overlay(rgb, prediction, colours, alpha, ignore_index)))
+    present = set(np.unique(prediction).tolist())
+    if truth is not None:
+        present |= set(np.unique(truth[truth != ignore_index]).tolist())
+    present_ids = sorted(present)
+
+    from matplotlib.patches import Patch
+
+    height, width = rgb.shape[:2]
+    panel_w = panel_height * width / height / 100.0
+    panel_h = panel_height / 100.0
+    # legend entries in as many columns as the figure width holds (patch + name at fontsize 8: ~0.07 in/char)
+    entry_w = 0.45 + 0.07 * max((len(str(class_names[k])) for k in present_ids), default=1)
+    columns = max(1, min(len(present_ids), int(len(panels) * (panel_w + 0.1) / entry_w)))
+    legend_rows = math.ceil(len(present_ids) / columns)
+    legend_h = 0.25 * legend_rows + 0.2
+    title_h = 0.35 + (0.3 if title else 0.0)
+    fig = _new_figure(len(panels) * (panel_w + 0.1) + 0.1, panel_h + title_h + legend_h)
+    total_h = panel_h + title_h + legend_h
+    for i, (name, array) in enumerate(panels):
+        left = (0.1 + i * (panel_w + 0.1)) / fig.get_figwidth()
+        ax = fig.add_axes((left, legend_h / total_h, panel_w / fig.get_figwidth(), panel_h / total_h))
+        ax.imshow(array, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11, y=1.0 - 0.05 / total_h, va="top")
+    handles = [
+        Patch(facecolor=colours[k] / 255.0, edgecolor="black", linewidth=0.5, label=str(class_names[k]))
+        for k in present_ids
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False,
+                   handlelength=1.6, handleheight=1.1, columnspacing=1.0, borderaxespad=0.1)  # fmt: skip
+    array = _figure_to_array(fig)
+    fig.clear()
+    return array
+
+
+def per_class_iou_figure(iou: Mapping[str, float], title: str | None = None) -> Figure:
+    """Horizontal bar chart of per-class IoU, best class on top; NaN classes are listed last as absent.
+
+    A class with NaN IoU never occurred in the labels nor the predictions of the split: it has no bar and its
+    label reads ``(absent)``, so it cannot be mistaken for a class scored 0.
+
+    Args:
+        iou: ``{class name: IoU in 0..1 or NaN}`` (the eval JSON's ``IoU``).
+        title: Axes title; ``None`` writes the mIoU over the present classes.
+
+    Returns:
+        The figure (save it with :func:`save_figure`).
+    """
+    if not iou:
+        raise ValueError("per_class_iou_figure needs at least one class")
+    values = {str(name): float("nan") if v is None else float(v) for name, v in iou.items()}
+    present = sorted(((n, v) for n, v in values.items() if math.isfinite(v)), key=lambda item: -item[1])
+    absent = [n for n, v in values.items() if not math.isfinite(v)]
+    names = [n for n, _ in present] + [f"{n} (absent)" for n in absent]
+    widths = [100.0 * v for _, v in present] + [0.0] * len(absent)
+    fig = _new_figure(7.0, 0.22 * len(names) + 1.2)
+    ax = fig.add_subplot()
+    positions = np.arange(len(names))[::-1]  # first entry at the top
+    bars = ax.barh(positions[: len(present)], widths[: len(present)], color="tab:blue", height=0.8)
+    ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_yticks(positions, names, fontsize=7)
+    for tick in ax.get_yticklabels()[len(present) :]:
+        tick.set_color("grey")
+    ax.set_xlim(0, 105)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_xlabel("IoU (%)")
+    ax.grid(axis="x", alpha=0.3)
+    miou = 100.0 * float(np.mean([v for _, v in present])) if present else float("nan")
+    ax.set_title(title if title is not None else f"per-class IoU (mIoU {miou:.2f} over {len(present)} classes)",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(
+    confmat: np.ndarray | torch.Tensor, class_names: Sequence[str], title: str | None = None
+) -> tuple[Figure, np.ndarray]:
+    """Row-normalised confusion matrix: entry ``(i, j)`` is the share of class-``i`` pixels predicted as ``j``.
+
+    Rows sum to 1, so rare and frequent classes are equally readable; a class without labelled pixels has a NaN
+    row, drawn blank. Class names label the axes up to :data:`MAX_CONFUSION_TICK_LABELS` classes.
+
+    Args:
+        confmat: ``(K, K)`` pixel counts, rows = label, columns = prediction (the metric's ``confmat`` state).
+        class_names: K names.
+        title: Axes title.
+
+    Returns:
+        ``(figure, normalised)`` with ``normalised`` the float64 ``(K, K)`` array that is drawn.
+    """
+    counts = _to_numpy(confmat).astype(np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
+        raise ValueError(f"confmat must be a non-empty (K, K) matrix, got shape {counts.shape}")
+    num_classes = counts.shape[0]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(class_names)} entries but confmat is {num_classes}x{num_classes}"
+        )
+    rows = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.where(rows > 0, counts / rows, np.nan)
+
+    labelled = num_classes <= MAX_CONFUSION_TICK_LABELS
+    side = max(4.0, 0.22 * num_classes + 2.5) if labelled else 9.0
+    fig = _new_figure(side + 1.0, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(normalised), cmap="Blues", vmin=0.0, vmax=1.0,
+                      interpolation="nearest")  # fmt: skip
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the label's pixels")
+    if labelled:
+        ticks = np.arange(num_classes)
+        ax.set_xticks(ticks, [str(n) for n in class_names], rotation=90, fontsize=7)
+        ax.set_yticks(ticks, [str(n) for n in class_names], fontsize=7)
+        if num_classes <= MAX_CONFUSION_ANNOTATED:
+            for (i, j), value in np.ndenumerate(normalised):
+                if math.isfinite(value):
+                    ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if value > 0.5 else "black")  # fmt: skip
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title or f"confusion matrix (row-normalised, {num_classes} classes)", fontsize=10)
+    fig.tight_layout()
+    return fig, normalised
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write a figure as PNG atomically: a temporary file next to ``path`` renamed into place.
+
+    A reader (or a crash) never sees a half-written picture; the figure is cleared afterwards to free memory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=100, facecolor="white")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        fig.clear()
     return path

@@ -9,7 +9,9 @@ Examples::
 ``ckpt`` may be our checkpoint (:func:`isnet.save_checkpoint`), a Lightning ``.ckpt`` of this project or a
 released sssegmentation ``.pth`` (converted on the fly). Evaluation uses the data's test split (the reference's
 evaluation split: ADE20k/Cityscapes/LIP val, COCO-Stuff-10k test) and, with ``ms_flip=true``, the experiment's
-multi-scale + flip settings (:func:`isnet.inference.test_settings`).
+multi-scale + flip settings (:func:`isnet.inference.test_settings`). With ``plots=true`` (the default) a
+per-class IoU bar chart and the row-normalised confusion matrix are written next to the JSON (or into
+``plots_dir``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from isnet.cli import CONFIG_DIR
 from isnet.cli.utils import build_module
 from isnet.inference import InferenceConfig, test_settings
 from isnet.lit.callbacks import write_json_atomic
+from isnet.viz import confusion_matrix_figure, per_class_iou_figure, save_figure
 
-__all__ = ["evaluate", "inference_settings", "main", "print_results"]
+__all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plots"]
 
 
 def inference_settings(cfg: DictConfig) -> InferenceConfig:
@@ -78,7 +81,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the evaluation described by ``cfg`` (an ``eval`` config) and write its JSON.
 
     Returns:
-        ``{"mIoU", "aAcc", "IoU": {class: value}, "inference", "checkpoint", "dataset", "split", ...}``.
+        ``{"mIoU", "aAcc", "IoU": {class: value}, "inference", "checkpoint", "dataset", "split", ...}``, with
+        ``"plots": {"per_class_iou": path, "confusion_matrix": path}`` when ``plots=true``.
     """
     start = time.time()
     if cfg.get("seed") is not None:
@@ -141,9 +145,43 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         print_results(result)
+        if cfg.get("plots", True):
+            folder = Path(cfg.get("plots_dir") or Path(str(cfg.output_json)).parent)
+            plots = write_plots(folder, result["IoU"], module.test_results.get("confmat"), module.class_names)
+            result["plots"] = {key: str(path) for key, path in plots.items()}
+            for path in plots.values():
+                print(f"Wrote {path}")
         out = write_json_atomic(cfg.output_json, result)
         print(f"Wrote {out}")
     return result
+
+
+def write_plots(
+    folder: str | Path,
+    iou: dict[str, float],
+    confmat: torch.Tensor | None,
+    class_names: list[str],
+) -> dict[str, Path]:
+    """Write ``per_class_iou.png`` and (when the counts are at hand) ``confusion_matrix.png`` into ``folder``.
+
+    Args:
+        folder: Output folder (created).
+        iou: ``{class name: IoU}`` as in the eval JSON.
+        confmat: ``(K, K)`` pixel counts (rows = label) from the module's test results; ``None`` when the test
+            loop ran in spawned workers, which return only the logged scalars (the matrix is then skipped).
+        class_names: K names.
+
+    Returns:
+        ``{"per_class_iou": path, "confusion_matrix": path}`` of the files written (atomically).
+    """
+    folder = Path(folder)
+    written = {"per_class_iou": save_figure(per_class_iou_figure(iou), folder / "per_class_iou.png")}
+    if confmat is not None:
+        figure, _ = confusion_matrix_figure(confmat, class_names)
+        written["confusion_matrix"] = save_figure(figure, folder / "confusion_matrix.png")
+    else:
+        print("No confusion matrix in this process (spawned test workers): confusion_matrix.png skipped")
+    return written
 
 
 def print_results(result: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from isnet.inference import run_inference
-from isnet.viz import default_palette, denormalize, overlay, plot_curves, save_image, side_by_side
+from isnet.viz import default_palette, denormalize, plot_curves, prediction_panel, save_image
 
 __all__ = ["EpochSeed", "MetricsHistory", "PredictionOverlays", "write_json_atomic"]
 
@@ -168,19 +169,22 @@ class MetricsHistory(pl.Callback):
 
 
 class PredictionOverlays(pl.Callback):
-    """Save ``[image | ground truth | prediction]`` overlays of the first evaluation images.
+    """Save ``image | ground truth | prediction`` panels with a class legend for the first evaluation images.
 
-    Runs on rank zero after ``trainer.test`` (``stage="test"``) or at the end of ``trainer.fit`` (``stage="fit"``),
-    with the module's inference settings, so the pictures show exactly what the metrics measured.
+    Files are written on rank zero after ``trainer.test`` (``stage="test"``) or at the end of ``trainer.fit``
+    (``stage="fit"``), with the module's inference settings, so the pictures show exactly what the metrics
+    measured. When the trainer logs to TensorBoard, the first ``log_images`` validation panels are also logged
+    after every validation epoch, to watch the predictions improve during training.
 
     Args:
-        num_images: Number of images to draw.
+        num_images: Number of images to draw into files.
         dirpath: Output folder; ``None`` uses ``<trainer.default_root_dir>/overlays``.
         stage: ``"test"`` or ``"fit"``.
         alpha: Mask opacity.
-        min_height: Panels of smaller images are enlarged (nearest neighbour) to at least this height.
+        min_height: Panels of smaller images are drawn enlarged to at least this height (pixels).
         palette: ``"data"`` (the datamodule's palette), ``"generated"`` (well separated hues, useful when the
             data palette resembles the image colours, as for the synthetic scenes) or a list of RGB triples.
+        log_images: Validation panels logged to TensorBoard per validation epoch (0 disables).
     """
 
     def __init__(
@@ -191,21 +195,27 @@ class PredictionOverlays(pl.Callback):
         alpha: float = 0.5,
         min_height: int = 192,
         palette: str | list[list[int]] = "data",
+        log_images: int = 2,
     ) -> None:
         if stage not in ("test", "fit"):
             raise ValueError(f"PredictionOverlays.stage must be 'test' or 'fit', got {stage!r}")
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
             raise ValueError(f"PredictionOverlays.num_images must be a positive int, got {num_images!r}")
+        if isinstance(log_images, bool) or not isinstance(log_images, int) or log_images < 0:
+            raise ValueError(f"PredictionOverlays.log_images must be an int >= 0, got {log_images!r}")
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"PredictionOverlays.alpha must be in [0, 1], got {alpha!r}")
         self.num_images = num_images
         self.dirpath = dirpath
         self.stage = stage
-        self.alpha = alpha
+        self.alpha = float(alpha)
         if isinstance(palette, str) and palette not in ("data", "generated"):
             raise ValueError(
                 f"PredictionOverlays.palette must be 'data', 'generated' or a list, got {palette!r}"
             )
         self.min_height = int(min_height)
         self.palette = palette
+        self.log_images = log_images
         #: Paths written by the last call.
         self.written: list[Path] = []
 
@@ -217,46 +227,81 @@ class PredictionOverlays(pl.Callback):
         if self.stage == "fit":
             self.draw(trainer, pl_module, "val_dataset")
 
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.log_images == 0:
+            return
+        self.log_to_tensorboard(trainer, pl_module)
+
+    @rank_zero_only
+    def log_to_tensorboard(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the first ``log_images`` validation panels to the trainer's TensorBoard logger, if it has one."""
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers = [lg for lg in getattr(trainer, "loggers", []) if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        for index, _name, panel in self._panels(trainer, pl_module, "val_dataset", self.log_images):
+            for logger in loggers:
+                logger.experiment.add_image(
+                    f"val/prediction_{index}", panel, trainer.global_step, dataformats="HWC"
+                )
+
     @rank_zero_only
     def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str) -> None:
         """Predict the first ``num_images`` samples of ``datamodule.<attr>`` and write the PNGs."""
-        datamodule = trainer.datamodule
-        dataset = getattr(datamodule, attr, None) if datamodule is not None else None
-        if dataset is None:
-            return
         folder = Path(self.dirpath or Path(trainer.default_root_dir) / "overlays")
-        num_classes = pl_module.hparams.num_classes
+        self.written = []
+        for index, name, panel in self._panels(trainer, pl_module, attr, self.num_images):
+            self.written.append(save_image(folder / f"{index:02d}_{name}.png", panel))
+
+    def _palette(self, datamodule: Any, num_classes: int) -> list[tuple[int, int, int]]:
         if isinstance(self.palette, str):
             palette = list(getattr(datamodule, "palette", []) or []) if self.palette == "data" else []
         else:
             palette = [tuple(c) for c in self.palette]
-        if len(palette) != num_classes:
-            palette = default_palette(num_classes)
+        return palette if len(palette) == num_classes else default_palette(num_classes)
+
+    def _panels(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str, count: int
+    ) -> Iterator[tuple[int, str, np.ndarray]]:
+        """Yield ``(index, file-safe name, RGB panel)`` for the first ``count`` samples of ``datamodule.<attr>``.
+
+        The module is switched to eval mode while predicting and its mode restored afterwards.
+        """
+        datamodule = trainer.datamodule
+        dataset = getattr(datamodule, attr, None) if datamodule is not None else None
+        if dataset is None:
+            return
+        num_classes = pl_module.hparams.num_classes
+        palette = self._palette(datamodule, num_classes)
+        class_names = list(
+            getattr(pl_module, "class_names", None) or [f"class_{k}" for k in range(num_classes)]
+        )
+        ignore_index = int(getattr(pl_module.hparams, "ignore_index", 255))
         mean = getattr(datamodule, "mean", (123.675, 116.28, 103.53))
         std = getattr(datamodule, "std", (58.395, 57.12, 57.375))
         config = pl_module.test_inference_config if attr == "test_dataset" else pl_module.inference_config
         was_training = pl_module.training
         pl_module.eval()
-        self.written = []
-        for index in range(min(self.num_images, len(dataset))):
-            sample = dataset[index]
-            image = sample["image"].to(pl_module.device)
-            mask = sample["mask"]
-            scores = run_inference(pl_module.model.predict_logits, image[None], mask.shape[-2:], config,
-                                   pl_module.flip_pairs)  # fmt: skip
-            pred = scores.argmax(dim=1)[0].cpu()
-            rgb = denormalize(sample["image"], mean, std)
-            if rgb.shape[:2] != tuple(mask.shape):
-                # Eval images are test-resized while labels keep the original size: draw at label size.
-                import cv2
+        try:
+            for index in range(min(count, len(dataset))):
+                sample = dataset[index]
+                image = sample["image"].to(pl_module.device)
+                mask = sample["mask"]
+                with torch.no_grad():
+                    scores = run_inference(pl_module.model.predict_logits, image[None], mask.shape[-2:], config,
+                                           pl_module.flip_pairs)  # fmt: skip
+                pred = scores.argmax(dim=1)[0].cpu()
+                rgb = denormalize(sample["image"], mean, std)
+                if rgb.shape[:2] != tuple(mask.shape):
+                    # Eval images are test-resized while labels keep the original size: draw at label size.
+                    import cv2
 
-                rgb = cv2.resize(rgb, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
-            panel = side_by_side(
-                rgb, overlay(rgb, mask, palette, self.alpha), overlay(rgb, pred, palette, self.alpha)
-            )
-            factor = max(1, -(-self.min_height // panel.shape[0]))
-            if factor > 1:
-                panel = panel.repeat(factor, axis=0).repeat(factor, axis=1)
-            name = str(sample.get("name", f"{index:04d}")).replace("/", "_")
-            self.written.append(save_image(folder / f"{index:02d}_{name}.png", panel))
-        pl_module.train(was_training)
+                    rgb = cv2.resize(rgb, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
+                raw_name = str(sample.get("name", f"{index:04d}"))
+                panel = prediction_panel(rgb, mask, pred, class_names, palette, ignore_index=ignore_index,
+                                         title=raw_name, alpha=self.alpha,
+                                         panel_height=max(self.min_height, int(mask.shape[0])))  # fmt: skip
+                yield index, raw_name.replace("/", "_"), panel
+        finally:
+            pl_module.train(was_training)

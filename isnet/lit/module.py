@@ -187,7 +187,8 @@ class ISNetModule(pl.LightningModule):
         self.test_iou = SegmentationIoU(num_classes=num_classes, ignore_index=ignore_index)
         self.val_miou_best = MaxMetric()
         self.val_miou_best.persistent(True)  # saved with the checkpoint, restored on resume
-        #: Results of the last ``trainer.test`` on this process: mIoU, aAcc, per-class IoU/Acc.
+        #: Results of the last ``trainer.test`` on this process: mIoU, aAcc, per-class IoU/Acc and the ``(K, K)``
+        #: confusion matrix ``confmat`` (rows = label, columns = prediction).
         self.test_results: dict[str, Any] = {}
 
     @staticmethod
@@ -364,6 +365,8 @@ class ISNetModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         result = self.test_iou.compute()
+        with self.test_iou.sync_context():  # the global counts on every rank, for the confusion-matrix plot
+            confmat = self.test_iou.confmat.detach().cpu().clone()
         self.test_iou.reset()
         self._check_labelled(result, "test")
         suffix = self.test_suffix
@@ -378,4 +381,5 @@ class ISNetModule(pl.LightningModule):
             "IoU": dict(zip(self.class_names, result["IoU"].tolist(), strict=True)),
             "Acc": dict(zip(self.class_names, result["Acc"].tolist(), strict=True)),
             "inference": _as_dict(self.test_inference_config),
+            "confmat": confmat,
         }

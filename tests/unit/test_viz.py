@@ -1,13 +1,27 @@
-"""Colour masks, overlays, de-normalisation and curve plots."""
+"""Colour masks, overlays, de-normalisation, labelled prediction panels, curve and metric plots."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from isnet.viz import colorize, default_palette, denormalize, overlay, plot_curves, save_image, side_by_side
+from isnet.viz import (
+    colorize,
+    confusion_matrix_figure,
+    default_palette,
+    denormalize,
+    overlay,
+    per_class_iou_figure,
+    plot_curves,
+    prediction_panel,
+    save_figure,
+    save_image,
+    side_by_side,
+)
 
 PALETTE = [(10, 20, 30), (200, 0, 0), (0, 255, 0)]
 
@@ -86,3 +100,96 @@ def test_plot_curves_writes_png(tmp_path) -> None:
     path = plot_curves(history, tmp_path / "curves.png", title="demo")
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] > 300
+
+
+NAMES = ["road", "car", "sky", "tree"]
+PANEL_PALETTE = [(200, 10, 10), (10, 200, 10), (10, 10, 200), (250, 250, 0)]
+
+
+def _pixels_of(image: np.ndarray, colour: tuple[int, int, int]) -> int:
+    return int((image == np.asarray(colour, dtype=np.uint8)).all(axis=-1).sum())
+
+
+def test_prediction_panel_shape_and_legend_of_present_classes() -> None:
+    # A grey image and a half-transparent overlay: the exact palette colours can only come from legend patches.
+    image = np.full((24, 32, 3), 128, dtype=np.uint8)
+    label = np.zeros((24, 32), dtype=np.int64)
+    label[:, 16:] = 1
+    label[:3] = 255
+    pred = np.zeros((24, 32), dtype=np.int64)
+    pred[:, 20:] = 2
+    panel = prediction_panel(
+        image, label, pred, NAMES, PANEL_PALETTE, title="sample", alpha=0.5, panel_height=64
+    )
+    assert panel.dtype == np.uint8 and panel.ndim == 3 and panel.shape[2] == 3
+    for present in (0, 1, 2):  # 1 only in the label, 2 only in the prediction
+        assert _pixels_of(panel, PANEL_PALETTE[present]) >= 20, NAMES[present]
+    assert _pixels_of(panel, PANEL_PALETTE[3]) == 0  # "tree" is in neither: no legend entry
+
+    without_label = prediction_panel(image, None, pred, NAMES, PANEL_PALETTE, alpha=0.5, panel_height=64)
+    assert without_label.dtype == np.uint8 and without_label.shape[0] < panel.shape[0] + 1
+    assert without_label.shape[1] < panel.shape[1]  # two panels instead of three
+    assert _pixels_of(without_label, PANEL_PALETTE[1]) == 0  # "car" was only in the label
+    assert _pixels_of(without_label, PANEL_PALETTE[2]) >= 20
+
+
+def test_prediction_panel_shows_the_masks() -> None:
+    image = np.zeros((16, 16, 3), dtype=np.uint8)
+    pred = np.full((16, 16), 3, dtype=np.int64)
+    opaque = prediction_panel(image, None, pred, NAMES, PANEL_PALETTE, alpha=1.0, panel_height=64)
+    # opaque masks: the 64x64 prediction panel itself carries the colour, far more than a legend patch
+    assert _pixels_of(opaque, PANEL_PALETTE[3]) >= 64 * 64
+    torch_input = prediction_panel(torch.from_numpy(image), None, torch.from_numpy(pred), NAMES, PANEL_PALETTE,
+                                   alpha=1.0, panel_height=64)  # fmt: skip
+    np.testing.assert_array_equal(torch_input, opaque)
+
+
+def test_prediction_panel_rejects_bad_input() -> None:
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    mask = np.zeros((8, 8), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"pred must be \(H, W\) = \(8, 8\), got shape \(8, 7\)"):
+        prediction_panel(image, mask, mask[:, :7], NAMES, PANEL_PALETTE)
+    with pytest.raises(ValueError, match="class_names has 3 entries but palette has 4 colours"):
+        prediction_panel(image, mask, mask, NAMES[:3], PANEL_PALETTE)
+    with pytest.raises(ValueError, match=r"mask values \[7\] have no colour"):
+        prediction_panel(image, mask, np.full((8, 8), 7), NAMES, PANEL_PALETTE)
+    with pytest.raises(ValueError, match="panel_height must be an int >= 16"):
+        prediction_panel(image, mask, mask, NAMES, PANEL_PALETTE, panel_height=4)
+
+
+def test_per_class_iou_figure_sorts_and_marks_absent_classes(tmp_path) -> None:
+    iou = {"road": 0.5, "car": float("nan"), "sky": 0.9, "tree": 0.0, "wall": None}
+    fig = per_class_iou_figure(iou)
+    ax = fig.axes[0]
+    bars = sorted(ax.patches, key=lambda bar: -bar.get_y())  # top to bottom
+    assert [bar.get_width() for bar in bars] == pytest.approx([90.0, 50.0, 0.0])
+    labels = sorted(ax.get_yticklabels(), key=lambda t: -t.get_position()[1])
+    assert [t.get_text() for t in labels] == ["sky", "road", "tree", "car (absent)", "wall (absent)"]
+    assert "mIoU 46.67 over 3 classes" in ax.get_title()
+    path = save_figure(fig, tmp_path / "iou.png")
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["iou.png"]  # the temporary file was renamed
+    with pytest.raises(ValueError, match="at least one class"):
+        per_class_iou_figure({})
+
+
+def test_confusion_matrix_figure_is_row_normalised() -> None:
+    counts = torch.tensor([[6, 2, 0], [0, 0, 0], [1, 1, 8]])
+    fig, normalised = confusion_matrix_figure(counts, ["a", "b", "c"])
+    expected = [[0.75, 0.25, 0.0], [math.nan] * 3, [0.1, 0.1, 0.8]]
+    np.testing.assert_allclose(normalised, expected, rtol=1e-12)  # the label-free row is NaN (drawn blank)
+    ax = fig.axes[0]
+    drawn = ax.images[0].get_array()
+    np.testing.assert_allclose(drawn.filled(np.nan), expected, rtol=1e-12)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+
+    many = np.eye(41, dtype=np.int64) * 3
+    fig, normalised = confusion_matrix_figure(many, [f"c{k}" for k in range(41)])
+    np.testing.assert_array_equal(normalised, np.eye(41))
+    assert list(fig.axes[0].get_xticks()) == [] and list(fig.axes[0].get_yticks()) == []
+    with pytest.raises(ValueError, match="class_names has 2 entries but confmat is 3x3"):
+        confusion_matrix_figure(counts, ["a", "b"])
+    with pytest.raises(ValueError, match="non-empty"):
+        confusion_matrix_figure(np.zeros((2, 3)), ["a", "b"])
