@@ -74,7 +74,9 @@ def test_prediction_overlays(tmp_path: Path) -> None:
         "01_synthetic_test_000001.png",
     ]
     with Image.open(callback.written[0]) as img:
-        assert img.mode == "RGB" and img.size[1] >= 100 and img.size[0] > 3 * 100 * 40 / 24  # three panels >= min_height
+        assert (
+            img.mode == "RGB" and img.size[1] >= 100 and img.size[0] > 3 * 100 * 40 / 24
+        )  # three panels >= min_height
     assert module.training  # the module's mode is restored
 
 
