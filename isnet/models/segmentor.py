@@ -119,7 +119,15 @@ class ISNet(nn.Module):
         if self._inference_cache is None or self._inference_cache[0] != version:
             self._inference_cache = None  # free the old copy before building the new one
             modules = nn.ModuleDict({"backbone": self.backbone, "head": self.head})
-            self._inference_cache = (version, make_inference_copy(modules, dtype=dtype))
+            fast = make_inference_copy(modules, dtype=dtype)
+            return_layers = getattr(fast["backbone"], "return_layers", None)
+            if isinstance(return_layers, dict) and len(return_layers) == 4:
+                # eval needs only the last stage (and layer1 for the shortcut): not keeping layer2/layer3 alive
+                # until the head runs saves ~200 MB at 1024x2048; the head indexes features[0] and features[-1]
+                names = list(return_layers)
+                keep = {names[-1]} | ({names[0]} if self.head.shortcut is not None else set())
+                fast["backbone"].return_layers = {k: v for k, v in return_layers.items() if k in keep}
+            self._inference_cache = (version, fast)
         return self._inference_cache[1]
 
     def train(self, mode: bool = True) -> ISNet:

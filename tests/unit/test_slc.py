@@ -86,3 +86,37 @@ def test_bfloat16_autocast_keeps_fp32_sums() -> None:
 def test_shape_mismatch_is_reported() -> None:
     with pytest.raises(ValueError, match="must share batch"):
         semantic_class_centres(torch.randn(1, 4, 5, 5), torch.randn(1, 3, 6, 5))
+
+
+@pytest.mark.parametrize("num_classes", [19, 150])
+def test_eval_slc_attention_over_class_centres_equals_attention_over_pixels(num_classes: int) -> None:
+    """In eval, attending to the K class centres weighted by pixel count equals attending to all HW pixels."""
+    from isnet.models.heads import SemanticLevelContext
+
+    torch.manual_seed(num_classes)
+    module = SemanticLevelContext(32, 16).eval()
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    x, feats_il = torch.randn(2, 32, 9, 13), torch.randn(2, 32, 9, 13)
+    preds = torch.randn(2, num_classes, 9, 13) * 3
+    preds[1, 5:] -= 100  # image 1: only 5 classes present, the rest absent (count 0, excluded)
+    x_a, p_a = x.clone().requires_grad_(), preds.clone().requires_grad_()
+    x_b, p_b = x.clone().requires_grad_(), preds.clone().requires_grad_()
+    grouped = module(x_a, p_a, feats_il)
+    module.compress_keys = False
+    full = module(x_b, p_b, feats_il)
+    assert (grouped - full).abs().max() <= 1e-5
+    weight = torch.randn_like(full)
+    (grouped * weight).sum().backward()
+    (full * weight).sum().backward()
+    assert (x_a.grad - x_b.grad).abs().max() <= 1e-5 and (p_a.grad - p_b.grad).abs().max() <= 1e-5
+    module.train()  # training must use the full form: BN statistics run over all pixels
+    module.compress_keys = True
+    calls = []
+    module.correlate_net.forward_grouped = lambda *a: calls.append(
+        a
+    )  # would be called by the compressed path
+    module(x, preds, feats_il)
+    assert calls == []

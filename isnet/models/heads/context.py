@@ -12,7 +12,7 @@ from torch import nn
 
 from isnet.models.layers import SelfAttentionBlock, conv_bn_act
 
-__all__ = ["ImageLevelContext", "SemanticLevelContext", "semantic_class_centres"]
+__all__ = ["ImageLevelContext", "SemanticLevelContext", "class_centres", "semantic_class_centres"]
 
 
 class ImageLevelContext(nn.Module):
@@ -45,22 +45,23 @@ class ImageLevelContext(nn.Module):
         return self.bottleneck(torch.cat([x, context], dim=1))  # order [x, context]
 
 
-def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Soft class centres of each pixel's argmax class, broadcast back to the pixels ("feats_sl").
+def class_centres(
+    feats: torch.Tensor, logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft centre of every class's argmax region, with each pixel's class and each class's pixel count.
 
     For image b and class k owning the pixels R_k = {i: argmax(logits_i) = k}, the weights are a softmax of the
-    raw logit of class k over the pixels of R_k, and the centre is sum_{i in R_k} w_i f_i. Every pixel gets the
-    centre of its own class. Equal to the reference's loop over images and classes (sssegmentation
-    ``semanticlevel.py``), without any Python loop: a masked softmax over pixels gives a (B, K, N) weight matrix
-    that is zero outside each class's region, one batched matmul gives all centres, and a gather hands each
-    pixel its centre. The matmul costs as much as the 1x1 classifier that produced the logits; there are no
-    atomics, so the result is deterministic on GPUs too. Gradients reach both ``feats`` and ``logits`` (the
-    reference does not detach); argmax has none. Runs in fp32 even under autocast (sums of exponentials).
+    raw logit of class k over the pixels of R_k, and the centre is sum_{i in R_k} w_i f_i (sssegmentation
+    ``semanticlevel.py``). Without any Python loop: a masked softmax over pixels gives a (B, K, N) weight matrix
+    that is zero outside each class's region and one batched matmul gives all centres. The matmul costs as much
+    as the 1x1 classifier that produced the logits; there are no atomics, so the result is deterministic on GPUs
+    too. Gradients reach both ``feats`` and ``logits`` (the reference does not detach); argmax has none. Runs in
+    fp32 even under autocast (sums of exponentials). Centres of absent classes are 0 and their count is 0.
 
     Shape:
-        feats (B, C, H, W), logits (B, K, H, W) -> (B, C, H, W).
+        feats (B, C, H, W), logits (B, K, H, W) -> centres (B, C, K) fp32, classes (B, 1, N), counts (B, K).
     """
-    batch, channels, height, width = feats.shape
+    batch = feats.shape[0]
     if logits.shape[0] != batch or logits.shape[2:] != feats.shape[2:]:
         raise ValueError(
             f"feats {tuple(feats.shape)} and logits {tuple(logits.shape)} must share batch and HxW"
@@ -76,7 +77,20 @@ def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.T
             torch.softmax(masked, dim=2) * member
         )  # (B, K, N), zero outside each region and for absent k
         centres = torch.bmm(feats32, weights.transpose(1, 2))  # (B, C, K)
-        feats_sl = centres.gather(2, classes.expand(batch, channels, -1))  # (B, C, N)
+    return centres, classes, member.sum(dim=2)
+
+
+def semantic_class_centres(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Every pixel's class centre ("feats_sl"): :func:`class_centres` gathered back to the pixels.
+
+    Equal to the reference's loop over images and classes.
+
+    Shape:
+        feats (B, C, H, W), logits (B, K, H, W) -> (B, C, H, W).
+    """
+    batch, channels, height, width = feats.shape
+    centres, classes, _ = class_centres(feats, logits)
+    feats_sl = centres.gather(2, classes.expand(batch, channels, -1))  # (B, C, N)
     return feats_sl.reshape(batch, channels, height, width).to(feats.dtype)
 
 
@@ -102,8 +116,19 @@ class SemanticLevelContext(nn.Module):
             act=act,
         )
         self.bottleneck = conv_bn_act(feats_channels * 2, feats_channels, kernel_size=3, act=act)
+        #: in eval mode attend to the <= K distinct class centres instead of all HW pixels (exact, see forward)
+        self.compress_keys = True
 
     def forward(self, x: torch.Tensor, preds: torch.Tensor, feats_il: torch.Tensor) -> torch.Tensor:
-        feats_sl = semantic_class_centres(x, preds)
-        context = self.correlate_net(x, feats_sl)
+        if self.training or not self.compress_keys:
+            feats_sl = semantic_class_centres(x, preds)
+            context = self.correlate_net(x, feats_sl)
+        else:
+            # Every pixel's key/value input is its class centre and the key/value projections are pointwise
+            # (1x1 conv, eval-mode BN, activation), so the HW keys take at most K distinct values. Attention over
+            # the HW pixels equals attention over the K centres with log(pixel count) added to the scores:
+            # sum_j exp(q.k_j) v_j = sum_k n_k exp(q.k_k) v_k. Exact, and O(HW*K) instead of O(HW^2). In training
+            # BN normalises with batch statistics over all pixels, so the full form runs there.
+            centres, _, counts = class_centres(x, preds)
+            context = self.correlate_net.forward_grouped(x, centres.to(x.dtype), counts)
         return self.bottleneck(torch.cat([feats_il, context], dim=1))  # order [feats_il, context]

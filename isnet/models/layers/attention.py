@@ -83,3 +83,28 @@ class SelfAttentionBlock(nn.Module):
             context = attention_reference(query, key, value)
         context = context.transpose(1, 2).reshape(batch, self.transform_channels, height, width)
         return self.out_project(context)
+
+    def forward_grouped(
+        self, query_feats: torch.Tensor, key_centres: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention to keys/values that repeat: ``key_centres[:, :, k]`` stands for ``counts[:, k]`` positions.
+
+        Equal to :meth:`forward` with a key map in which each centre is repeated ``counts`` times, provided the
+        key/value projections act per position (true in eval mode). Centres with count 0 are excluded.
+
+        Shape:
+            query_feats (B, Cq, H, W), key_centres (B, Ck, K), counts (B, K) -> (B, out_channels, H, W).
+        """
+        batch, _, height, width = query_feats.shape
+        query = self.query_project(query_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
+        centres = key_centres.unsqueeze(-1)  # (B, Ck, K, 1): a 1-pixel-wide "image" for the 1x1 projections
+        key = self.key_project(centres).flatten(2)  # (B, T, K)
+        value = self.value_project(centres).flatten(2).transpose(1, 2)  # (B, K, T)
+        with torch.autocast(query.device.type, enabled=False):
+            scores = torch.bmm(query.float(), key.float()) * (self.transform_channels**-0.5)
+            scores = scores + counts.float().log().unsqueeze(1)  # log n_k; -inf for absent centres
+            context = torch.bmm(torch.softmax(scores, dim=-1), value.float())  # (B, HW, T)
+        context = (
+            context.to(query.dtype).transpose(1, 2).reshape(batch, self.transform_channels, height, width)
+        )
+        return self.out_project(context)
