@@ -31,6 +31,7 @@ import isnet.hub
 from isnet.cli import CONFIG_DIR
 from isnet.cli.utils import build_module
 from isnet.inference import InferenceConfig, test_settings
+from isnet.inference.auto import peak_memory
 from isnet.lit.callbacks import write_json_atomic
 from isnet.viz import confusion_matrix_figure, per_class_iou_figure, save_figure
 
@@ -142,6 +143,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "inference": module.hparams.test_inference,
         "ms_flip": bool(suffix),
         "elapsed_s": round(time.time() - start, 1),
+        # peak host RSS of this process (and CUDA peaks on a GPU), so a run's memory needs are on record
+        "memory": peak_memory(),
     }
     if trainer.is_global_zero:
         print_results(result)

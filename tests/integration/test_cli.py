@@ -67,6 +67,8 @@ def test_eval_reports_the_checkpoints_metric(trained_run: Path, tmp_path: Path) 
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / (confmat.sum(0) + confmat.sum(1) - inter)
     assert result["mIoU"] == pytest.approx(float(np.nanmean(iou)), rel=1e-6)
+    saved = json.loads((tmp_path / "eval_metrics.json").read_text())
+    assert saved["memory"]["peak_rss_mib"] > 100  # this process has torch loaded: well above 100 MiB
 
 
 def test_eval_ms_flip(our_checkpoint: Path, tmp_path: Path) -> None:
