@@ -19,6 +19,7 @@ import torch
 
 from isnet.models import ISNet
 from isnet.utils.io import CheckpointError, safe_torch_load
+from isnet.utils.state_dict import mismatch_report
 from isnet.zoo import ZooEntry, zoo_entry
 
 __all__ = ["KEY_RULES", "ConversionError", "from_sssegmentation", "infer_config", "sssegmentation_to_isnet"]
@@ -111,23 +112,9 @@ def sssegmentation_to_isnet(
             unmapped.append(key)
         else:
             converted[new_key] = value
-    missing = sorted(set(target) - set(converted))
-    unexpected = sorted(set(converted) - set(target))
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in converted.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if unmapped or missing or unexpected or mismatched:
-        parts = []
-        for title, items in (("unmapped", unmapped), ("missing", missing), ("unexpected", unexpected),
-                             ("shape mismatch", mismatched)):  # fmt: skip
-            if items:
-                shown = "\n    ".join(items[:20]) + (
-                    f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
-                )
-                parts.append(f"  {title} ({len(items)}):\n    {shown}")
-        raise ConversionError(f"{source} does not match ISNet:\n" + "\n".join(parts))
+    report = mismatch_report(converted, unmapped, target)
+    if report:
+        raise ConversionError(f"{source} does not match ISNet:\n{report}")
     return converted
 
 

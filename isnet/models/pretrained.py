@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from isnet.utils.io import _refusal_reason  # torch-only helper shared with checkpoint loading
+from isnet.utils.state_dict import mismatch_report
 
 __all__ = [
     "OPENMMLAB_URLS",
@@ -254,23 +255,11 @@ def _check_against(
     for key in target:
         if key.endswith("num_batches_tracked") and key not in converted:
             converted[key] = target[key]
-    missing = sorted(set(target) - set(converted))
-    unexpected = sorted(set(converted) - set(target))
-    mismatched = [
-        f"{k}: file {tuple(v.shape)} vs backbone {tuple(target[k].shape)}"
-        for k, v in converted.items()
-        if k in target and v.shape != target[k].shape
-    ]
-    if unmapped or missing or unexpected or mismatched:
-        parts = []
-        for title, items in (("unmapped", unmapped), ("missing", missing), ("unexpected", unexpected),
-                             ("shape mismatch", mismatched)):  # fmt: skip
-            if items:
-                shown = "\n    ".join(items[:10]) + (
-                    f"\n    ... and {len(items) - 10} more" if len(items) > 10 else ""
-                )
-                parts.append(f"  {title} ({len(items)}):\n    {shown}")
-        raise PretrainedError(f"{source} does not match the backbone:\n" + "\n".join(parts))
+    report = mismatch_report(
+        converted, unmapped, target, source_label="file", target_label="backbone", limit=10
+    )
+    if report:
+        raise PretrainedError(f"{source} does not match the backbone:\n{report}")
     return converted
 
 

@@ -1,0 +1,45 @@
+"""Comparing a renamed state dict with a model's, shared by every strict weight loader."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["mismatch_report"]
+
+
+def mismatch_report(
+    converted: dict[str, torch.Tensor],
+    unmapped: list[str],
+    target: dict[str, torch.Tensor],
+    source_label: str = "checkpoint",
+    target_label: str = "model",
+    limit: int = 20,
+) -> str | None:
+    """List unmapped, missing, unexpected and mis-shaped keys, or return ``None`` when the two agree exactly.
+
+    Args:
+        converted: the file's tensors, already renamed to the target's key names.
+        unmapped: the file's keys that no renaming rule matched.
+        target: the model's state dict.
+        source_label: how a mis-shaped line names the file side ("checkpoint (7,) vs model (512,)").
+        target_label: how it names the model side.
+        limit: keys shown per category before "... and N more".
+    """
+    missing = sorted(set(target) - set(converted))
+    unexpected = sorted(set(converted) - set(target))
+    mismatched = [
+        f"{k}: {source_label} {tuple(v.shape)} vs {target_label} {tuple(target[k].shape)}"
+        for k, v in converted.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    parts = []
+    for title, items in (
+        ("unmapped", unmapped),
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape mismatch", mismatched),
+    ):
+        if items:
+            more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"  {title} ({len(items)}):\n    " + "\n    ".join(items[:limit]) + more)
+    return "\n".join(parts) if parts else None
