@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,54 +20,7 @@ from isnet.hub import (
 )
 from isnet.zoo import ZOO
 from tests.helpers import reference_state_dict
-
-
-class _Server:
-    """A static file server on 127.0.0.1 in a thread that records the paths it was asked for."""
-
-    def __init__(self, root: Path) -> None:
-        self.requests: list[str] = []
-        requests = self.requests
-
-        class Handler(SimpleHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep the test output clean
-                pass
-
-            def do_GET(self) -> None:
-                requests.append(self.path)
-                super().do_GET()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[_Server]:
-    root = tmp_path / "served"
-    root.mkdir()
-    with _Server(root) as srv:
-        srv.root = root  # type: ignore[attr-defined]
-        yield srv
-
-
-@pytest.fixture
-def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private torch hub folder (via $TORCH_HOME) so nothing touches the user's cache."""
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    hub = Path(torch.hub.get_dir())
-    assert hub == tmp_path / "torch_home" / "hub"
-    return hub
+from tests.unit.conftest import FileServer
 
 
 @pytest.mark.parametrize("experiment", sorted(ZOO))
@@ -108,7 +57,7 @@ def test_url_template_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_from_pretrained_downloads_once_and_loads_strictly(
-    server: _Server, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: FileServer, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = reference_state_dict("resnet50_d8", seed=3)
     release = {"model": state, "optimizer": {"state": {}, "param_groups": []}, "cur_epoch": 130}
@@ -145,7 +94,7 @@ def test_from_pretrained_downloads_once_and_loads_strictly(
 
 
 def test_failed_download_says_where_to_put_the_file(
-    server: _Server, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: FileServer, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ISNET_ZOO_URL", server.url + "/{file}")
     url = f"{server.url}/isnet_resnet101os8_cityscapes.pth"
@@ -161,7 +110,7 @@ def test_failed_download_says_where_to_put_the_file(
 
 
 def test_release_url_falls_back_to_older_train_name(
-    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ISNET_ZOO_URL", raising=False)
     monkeypatch.setattr(isnet.zoo, "RELEASE_URL", server.url + "/{name}.pth")

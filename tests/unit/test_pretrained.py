@@ -4,7 +4,6 @@ timm-layout files, hash checks, failures and the choice of ``pretrained`` values
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from isnet.models.pretrained import (
     resolve_pretrained,
 )
 from tests.helpers import reference_state_dict
-from tests.unit.test_hub import _Server
+from tests.unit.conftest import FileServer
 
 
 def openmmlab_state(backbone: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -48,24 +47,8 @@ def assert_loaded(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
         assert torch.equal(ours[key], value), key
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[_Server]:
-    root = tmp_path / "served"
-    root.mkdir()
-    with _Server(root) as srv:
-        srv.root = root  # type: ignore[attr-defined]
-        yield srv
-
-
-@pytest.fixture
-def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return Path(torch.hub.get_dir())
-
-
 def test_openmmlab_init_downloads_into_hub_cache_and_maps_every_key(
-    server: _Server, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: FileServer, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = openmmlab_state("resnet50_d8", seed=1)
     torch.save({"state_dict": state, "meta": {"epoch": 100}}, server.root / "resnet50_v1c.pth")  # type: ignore[attr-defined]
@@ -96,7 +79,7 @@ def test_resnest_from_local_file_without_batch_counters(tmp_path: Path) -> None:
 
 
 def test_official_file_names_are_hash_checked(
-    server: _Server, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: FileServer, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a mirror that keeps the official name "resnet50_v1c-2cccc1ad.pth" is checked against that sha256 prefix
     torch.save({"state_dict": openmmlab_state("resnet50_d8")}, server.root / "resnet50_v1c-2cccc1ad.pth")  # type: ignore[attr-defined]
@@ -107,7 +90,7 @@ def test_official_file_names_are_hash_checked(
 
 
 def test_failed_download_names_url_and_cache_path(
-    server: _Server, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+    server: FileServer, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ISNET_PRETRAINED_URL", server.url + "/{file}")
     target = hub_dir / "checkpoints" / "resnest101_d2-f3b931b2.pth"
