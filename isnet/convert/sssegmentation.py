@@ -19,7 +19,7 @@ import torch
 
 from isnet.models import ISNet
 from isnet.utils.io import CheckpointError, safe_torch_load
-from isnet.utils.state_dict import mismatch_report
+from isnet.utils.state_dict import mismatch_report, plain_state_dict
 from isnet.zoo import ZooEntry, zoo_entry
 
 __all__ = ["KEY_RULES", "ConversionError", "from_sssegmentation", "infer_config", "sssegmentation_to_isnet"]
@@ -57,12 +57,7 @@ def _unwrap(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
     state = checkpoint.get("model", checkpoint)
     if not isinstance(state, dict) or not state:
         raise ConversionError(f"{source}: 'model' holds no state dict")
-    non_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if non_tensor:
-        raise ConversionError(f"{source}: entries that are not tensors: {non_tensor[:5]}")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
+    return plain_state_dict(state, source, ConversionError)
 
 
 def infer_config(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, Any]:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from isnet.utils.io import _refusal_reason  # torch-only helper shared with checkpoint loading
-from isnet.utils.state_dict import mismatch_report
+from isnet.utils.state_dict import mismatch_report, plain_state_dict
 
 __all__ = [
     "OPENMMLAB_URLS",
@@ -227,12 +227,7 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(data, dict) or not data:
         raise PretrainedError(f"{path}: expected a state dict (optionally under 'state_dict' or 'model')")
-    non_tensor = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]
-    if non_tensor:
-        raise PretrainedError(f"{path}: entries that are not tensors: {non_tensor[:5]}")
-    if all(k.startswith("module.") for k in data):
-        data = {k[len("module.") :]: v for k, v in data.items()}
-    return data
+    return plain_state_dict(data, str(path), PretrainedError)
 
 
 def _rename_openmmlab(key: str) -> str | None:
