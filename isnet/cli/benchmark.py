@@ -177,17 +177,53 @@ def _phase(common: list[str]) -> str:
 
 
 def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> dict[str, Any]:
-    from isnet.models.heads import semantic_class_centres
+    """Every pixel's class centre: our scatter route, the atomics-free dense route and the loop, alternating.
 
-    gen = torch.Generator().manual_seed(0)
-    feats = torch.randn(batch, 512, size, size, generator=gen)
-    logits = torch.randn(batch, num_classes, size, size, generator=gen)
+    Also times the scatter route alone at half and double the side and with 19/150/182 classes, to show how its
+    cost grows with pixels and classes.
+    """
+    from isnet.models.heads import semantic_class_centres
+    from isnet.models.heads.context import _class_centres_dense
+
+    def inputs(side: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(0)
+        shape = (batch, 512, side, side)
+        return torch.randn(*shape, generator=gen), torch.randn(batch, classes, side, side, generator=gen)
+
+    def dense_per_pixel(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        centres, classes, _ = _class_centres_dense(feats.flatten(2), logits.flatten(2))
+        return centres.gather(2, classes.expand(-1, feats.shape[1], -1)).view_as(feats)
+
+    feats, logits = inputs(size, num_classes)
+    routes = {
+        "vectorised": lambda: semantic_class_centres(feats, logits),
+        "dense": lambda: dense_per_pixel(feats, logits),
+        "loop": lambda: slc_loop(feats, logits),
+    }
     with torch.inference_mode():
-        diff = (semantic_class_centres(feats, logits) - slc_loop(feats, logits)).abs().max().item()
-        vec = time_fn(lambda: semantic_class_centres(feats, logits), repeats)
-        loop = time_fn(lambda: slc_loop(feats, logits), repeats)
-    return {"shape": [batch, 512, size, size], "classes": num_classes, "vectorised": vec, "loop": loop,
-            "speedup_median": loop["median_s"] / vec["median_s"], "max_abs_diff": diff}  # fmt: skip
+        loop_out = slc_loop(feats, logits)
+        diff = (semantic_class_centres(feats, logits) - loop_out).abs().max().item()
+        diff_dense = (dense_per_pixel(feats, logits) - loop_out).abs().max().item()
+        times: dict[str, list[float]] = {name: [] for name in routes}
+        for fn in routes.values():
+            fn()  # warm-up
+        for _ in range(max(repeats, 5)):  # alternate so that machine noise hits every route alike
+            for name, fn in routes.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        growth = {}
+        for side, classes in [(size // 2, num_classes), (size * 2, num_classes), (size, 19), (size, 182)]:
+            f, p = inputs(side, classes)
+            growth[f"{side}x{side}, {classes} classes"] = time_fn(
+                lambda f=f, p=p: semantic_class_centres(f, p), max(repeats, 5)
+            )["median_s"]
+    result = {name: _summary(t) for name, t in times.items()}
+    growth[f"{size}x{size}, {num_classes} classes"] = result["vectorised"]["median_s"]
+    return {"shape": [batch, 512, size, size], "classes": num_classes, **result,
+            "speedup_median": result["loop"]["median_s"] / result["vectorised"]["median_s"],
+            "dense_speedup_median": result["loop"]["median_s"] / result["dense"]["median_s"],
+            "max_abs_diff": diff, "max_abs_diff_dense": diff_dense, "vectorised_median_by_size": growth}  # fmt: skip
 
 
 def bf16_agreement(backbone: str, num_classes: int, sizes: list[tuple[int, int]]) -> dict[str, float]:
@@ -300,7 +336,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         slc = report["slc_centres"]
         lines += ["", f"SLC class centres {slc['shape']} with {slc['classes']} classes: vectorised "
                   f"{slc['vectorised']['median_s'] * 1e3:.1f} ms vs loop {slc['loop']['median_s'] * 1e3:.1f} ms "
-                  f"(x{slc['speedup_median']:.1f}), max abs diff {slc['max_abs_diff']:.1e}."]  # fmt: skip
+                  f"(x{slc['speedup_median']:.1f}), max abs diff {slc['max_abs_diff']:.1e}; dense (deterministic-CUDA) "
+                  f"route {slc['dense']['median_s'] * 1e3:.1f} ms (x{slc['dense_speedup_median']:.1f}). "
+                  "Vectorised by size: " + ", ".join(f"{k}: {v * 1e3:.1f} ms"
+                                                     for k, v in slc["vectorised_median_by_size"].items()) + "."]  # fmt: skip
     if "bf16_argmax_agreement" in report:
         agree = ", ".join(f"{k}: {100 * v:.3f}%" for k, v in report["bf16_argmax_agreement"].items())
         lines += ["", f"bf16 autocast argmax equal to fp32 argmax on {agree} of pixels."]

@@ -120,3 +120,40 @@ def test_eval_slc_attention_over_class_centres_equals_attention_over_pixels(num_
     )  # would be called by the compressed path
     module(x, preds, feats_il)
     assert calls == []
+
+
+@pytest.mark.parametrize("name", ["random", "absent_classes", "single_pixel", "ties"])
+def test_dense_route_equals_segmented_route(name: str) -> None:
+    """The atomics-free route (CUDA with deterministic algorithms) gives the same centres, counts and grads."""
+    from isnet.models.heads.context import _class_centres_dense, _class_centres_segmented
+
+    feats, logits = _case(name, 19)
+    grads = []
+    outputs = []
+    for route in (_class_centres_segmented, _class_centres_dense):
+        f, p = feats.flatten(2).clone().requires_grad_(), logits.flatten(2).clone().requires_grad_()
+        centres, classes, counts = route(f, p)
+        (centres * torch.linspace(-1, 1, centres.numel()).view_as(centres)).sum().backward()
+        outputs.append((centres.detach(), classes, counts))
+        grads.append((f.grad, p.grad))
+    (c_seg, k_seg, n_seg), (c_dense, k_dense, n_dense) = outputs
+    assert torch.equal(k_seg, k_dense) and torch.equal(n_seg, n_dense)
+    assert n_seg.sum().item() == feats.shape[0] * feats.shape[2] * feats.shape[3]  # every pixel counted once
+    assert (c_seg - c_dense).abs().max().item() <= 1e-5
+    for g_seg, g_dense in zip(*grads):
+        assert (g_seg - g_dense).abs().max().item() <= 1e-5
+
+
+def test_dense_route_is_chosen_for_deterministic_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from isnet.models.heads import context
+
+    feats, logits = _case("random", 19)
+    used = []
+    monkeypatch.setattr(context, "_class_centres_dense", lambda f, p: used.append("dense") or (f, p, None))
+    monkeypatch.setattr(context, "_class_centres_segmented", lambda f, p: used.append("seg") or (f, p, None))
+    context.class_centres(feats, logits)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    context.class_centres(feats, logits)  # CUDA but deterministic algorithms off: still the scatter route
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    context.class_centres(feats, logits)
+    assert used == ["seg", "seg", "dense"]

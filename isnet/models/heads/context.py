@@ -52,10 +52,12 @@ def class_centres(
 
     For image b and class k owning the pixels R_k = {i: argmax(logits_i) = k}, the weights are a softmax of the
     raw logit of class k over the pixels of R_k, and the centre is sum_{i in R_k} w_i f_i (sssegmentation
-    ``semanticlevel.py``). Without any Python loop: a masked softmax over pixels gives a (B, K, N) weight matrix
-    that is zero outside each class's region and one batched matmul gives all centres. The matmul costs as much
-    as the 1x1 classifier that produced the logits; there are no atomics, so the result is deterministic on GPUs
-    too. Gradients reach both ``feats`` and ``logits`` (the reference does not detach); argmax has none. Runs in
+    ``semanticlevel.py``). Without any Python loop: every pixel belongs to exactly one region, so a segmented
+    softmax over the pixels' maximum logits and one scatter-add of the weighted features give all centres in
+    O(N*C), independent of the number of classes K. On CUDA with deterministic algorithms on (Lightning's
+    ``deterministic=True``), where PyTorch has no deterministic multi-dimensional scatter-add, the same centres
+    come from an atomics-free masked softmax and batched matmul (O(K*N*C), as much as the classifier).
+    Gradients reach both ``feats`` and ``logits`` (the reference does not detach); argmax has none. Runs in
     fp32 even under autocast (sums of exponentials). Centres of absent classes are 0 and their count is 0.
 
     Shape:
@@ -69,14 +71,51 @@ def class_centres(
     with torch.autocast(feats.device.type, enabled=False):
         feats32 = feats.float().flatten(2)  # (B, C, N)
         logits32 = logits.float().flatten(2)  # (B, K, N)
-        classes = logits32.argmax(dim=1, keepdim=True)  # (B, 1, N); ties -> first index, as in the reference
-        member = torch.zeros_like(logits32).scatter_(1, classes, 1.0)  # one-hot region masks M
-        # outside its region a class's logit is the dtype minimum (not -inf, which gives NaN for absent classes)
-        masked = logits32.masked_fill(member == 0, torch.finfo(torch.float32).min)
-        weights = (
-            torch.softmax(masked, dim=2) * member
-        )  # (B, K, N), zero outside each region and for absent k
-        centres = torch.bmm(feats32, weights.transpose(1, 2))  # (B, C, K)
+        if feats.is_cuda and torch.are_deterministic_algorithms_enabled():
+            return _class_centres_dense(feats32, logits32)
+        return _class_centres_segmented(feats32, logits32)
+
+
+def _class_centres_segmented(
+    feats: torch.Tensor, logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """O(N*C) centres: segmented softmax of each pixel's winning logit, then one scatter-add over pixels.
+
+    Shape:
+        feats (B, C, N) fp32, logits (B, K, N) fp32 -> centres (B, C, K), classes (B, 1, N), counts (B, K).
+    """
+    batch, channels, _ = feats.shape
+    num_classes = logits.shape[1]
+    # the pixel's own class logit is its maximum; ties go to the first index, as torch.argmax in the reference
+    score, classes = logits.max(dim=1)  # (B, N)
+    empty = score.new_full((batch, num_classes), float("-inf"))
+    region_max = empty.scatter_reduce(1, classes, score.detach(), "amax")  # softmax shift, no gradient needed
+    exp = torch.exp(score - region_max.gather(1, classes))
+    region_sum = score.new_zeros(batch, num_classes).scatter_add(1, classes, exp)
+    weights = exp / region_sum.gather(1, classes)  # (B, N): softmax within each pixel's region
+    index = classes.unsqueeze(1)  # (B, 1, N)
+    weighted = feats * weights.unsqueeze(1)
+    centres = feats.new_zeros(batch, channels, num_classes).scatter_add(
+        2, index.expand(-1, channels, -1), weighted
+    )
+    counts = score.new_zeros(batch, num_classes).scatter_add(1, classes, torch.ones_like(score))
+    return centres, index, counts
+
+
+def _class_centres_dense(
+    feats: torch.Tensor, logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Atomics-free centres: a (B, K, N) masked softmax over pixels and one batched matmul.
+
+    Shape:
+        feats (B, C, N) fp32, logits (B, K, N) fp32 -> centres (B, C, K), classes (B, 1, N), counts (B, K).
+    """
+    classes = logits.argmax(dim=1, keepdim=True)  # (B, 1, N); ties -> first index, as in the reference
+    member = torch.zeros_like(logits).scatter_(1, classes, 1.0)  # one-hot region masks
+    # outside its region a class's logit is the dtype minimum (not -inf, which gives NaN for absent classes)
+    masked = logits.masked_fill(member == 0, torch.finfo(torch.float32).min)
+    weights = torch.softmax(masked, dim=2) * member  # (B, K, N), zero outside each region and for absent k
+    centres = torch.bmm(feats, weights.transpose(1, 2))  # (B, C, K)
     return centres, classes, member.sum(dim=2)
 
 
