@@ -58,6 +58,12 @@ def inference_settings(cfg: DictConfig) -> InferenceConfig:
     return InferenceConfig(**OmegaConf.to_container(cfg.model.inference, resolve=True))
 
 
+def compile_setting(cfg: DictConfig) -> bool | dict[str, Any]:
+    """The ``compile`` setting as ``torch.compile`` arguments for :class:`isnet.ISNet` (``false`` = eager)."""
+    value = cfg.get("compile", False)
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else bool(value)
+
+
 def check_compatible(model: isnet.ISNet, cfg: DictConfig, datamodule: Any, ckpt: str) -> None:
     """Refuse a checkpoint whose class count (or, with an experiment, backbone) differs from the config.
 
@@ -108,6 +114,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         inference=OmegaConf.to_container(cfg.model.inference, resolve=True),
         test_inference=settings,
         experiment=cfg.get("experiment_name"),
+        compile=compile_setting(cfg),
     )
     module.model.load_state_dict(network.state_dict(), strict=True)
     trainer: pl.Trainer = hydra.utils.instantiate(

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 import isnet
 import isnet.hub
 from isnet.cli import CONFIG_DIR
-from isnet.cli.eval import inference_settings
+from isnet.cli.eval import compile_setting, inference_settings
 from isnet.inference import run_inference
 from isnet.lit.callbacks import write_json_atomic
 from isnet.viz import colorize, default_palette, overlay, save_image
@@ -105,7 +105,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     # a file, or one of the 12 model-zoo names (downloaded once into torch's hub cache)
     ckpt = str(isnet.hub.resolve_checkpoint(str(cfg.ckpt)))
     device = _device(str(cfg.get("device", "auto")))
-    model = isnet.load_checkpoint(ckpt).to(device).eval()
+    model = isnet.load_checkpoint(ckpt).to(device).eval().set_compile(compile_setting(cfg))
     settings = _data_settings(cfg, model.num_classes)
     config = inference_settings(cfg)
     out_dir = Path(cfg.output_dir)

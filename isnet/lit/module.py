@@ -115,6 +115,9 @@ class ISNetModule(pl.LightningModule):
         class_names: K class names for per-class results; ``None`` gives ``class_0 ... class_{K-1}``.
         flip_pairs: Class pairs whose channels swap under a horizontal test-time flip (LIP).
         experiment: Name of the recipe (stored with the checkpoint for reference).
+        compile: ``torch.compile`` the network's training forward and eval fast path (``True`` or a dict of
+            ``torch.compile`` arguments); see :class:`isnet.models.ISNet`. Off by default: compiling takes
+            minutes for the zoo backbones and pays off only for long runs.
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class ISNetModule(pl.LightningModule):
         class_names: Sequence[str] | None = None,
         flip_pairs: Sequence[Sequence[int]] | None = None,
         experiment: str | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -171,7 +175,7 @@ class ISNetModule(pl.LightningModule):
         test_inference = _as_dict(test_config) if test_config is not None else None
         self.save_hyperparameters()
 
-        self.model = ISNet(**model_config)
+        self.model = ISNet(**model_config, compile=compile)
         self.criterion = ISNetLoss(
             ignore_index=ignore_index,
             stage2_weight=loss_weights.get("stage2", 1.0),

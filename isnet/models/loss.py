@@ -50,7 +50,8 @@ class ISNetLoss(nn.Module):
         if not bool(valid.any()):
             return logits.sum() * 0.0
         # computed in fp32: under autocast the logits may be bf16/fp16
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16/bf16 -> fp32; fp64 stays
+        return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
 
     def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         if target.dtype != torch.long:

@@ -38,6 +38,12 @@ class ISNet(nn.Module):
         fast_inference: in eval mode without autograd, run a cached copy with BatchNorm folded into the convs
             and ``channels_last`` weights (fp32, equal to the plain path within 1e-4 on the logits). The copy is
             rebuilt whenever a parameter or buffer changes (``load_state_dict``, an optimiser step).
+        compile: ``torch.compile`` the training forward and the eval fast path: ``False`` (default), ``True``
+            or a dict of ``torch.compile`` arguments (``mode``, ``dynamic``, ``fullgraph``, ``backend``,
+            ``options``). The eval copy is compiled with inductor's ``freezing``, which treats the folded weights
+            as constants (prepacked, conv + bias + activation fused). The first call of each compiles (tens of
+            seconds on a CPU); see docs/benchmarks.md for what it gains. Can be changed later with
+            :meth:`set_compile`. Not part of :attr:`config`: checkpoints do not carry it.
 
     Shape:
         images (N, 3, H, W) normalised float. Train mode returns ``{"stage1", "stage2", "aux"}`` logits
@@ -57,6 +63,7 @@ class ISNet(nn.Module):
         act: str = "relu",
         aux: bool = True,
         fast_inference: bool = True,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
@@ -93,6 +100,23 @@ class ISNet(nn.Module):
         )
         self.fast_inference = fast_inference
         self._inference_cache: tuple[tuple[int, ...], nn.Module] | None = None
+        self.compile_options: dict[str, Any] | None = None
+        self._compiled_train: Any = None
+        self.set_compile(compile)
+
+    def set_compile(self, compile: bool | dict[str, Any]) -> ISNet:
+        """Turn ``torch.compile`` of the training forward and the eval fast path on or off (see ``compile``)."""
+        self.compile_options = _compile_options(compile)
+        self._compiled_train = None
+        self._inference_cache = None
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # compiled callables and the cached copy are rebuilt on demand; they neither pickle nor deep-copy
+        state = self.__dict__.copy()
+        state["_compiled_train"] = None
+        state["_inference_cache"] = None
+        return state
 
     def _state_version(self) -> tuple[object, ...]:
         # in-place updates (optimiser steps, load_state_dict, BN statistics) bump these counters; .to() does not,
@@ -119,7 +143,7 @@ class ISNet(nn.Module):
         if self._inference_cache is None or self._inference_cache[0] != version:
             self._inference_cache = None  # free the old copy before building the new one
             modules = nn.ModuleDict({"backbone": self.backbone, "head": self.head})
-            fast = make_inference_copy(modules, dtype=dtype)
+            fast = FusedNetwork(make_inference_copy(modules, dtype=dtype))
             return_layers = getattr(fast["backbone"], "return_layers", None)
             if isinstance(return_layers, dict) and len(return_layers) == 4:
                 # eval needs only the last stage (and layer1 for the shortcut): not keeping layer2/layer3 alive
@@ -127,6 +151,8 @@ class ISNet(nn.Module):
                 names = list(return_layers)
                 keep = {names[-1]} | ({names[0]} if self.head.shortcut is not None else set())
                 fast["backbone"].return_layers = {k: v for k, v in return_layers.items() if k in keep}
+            if self.compile_options is not None:
+                fast = torch.compile(fast, **_with_freezing(self.compile_options))
             self._inference_cache = (version, fast)
         return self._inference_cache[1]
 
@@ -166,10 +192,7 @@ class ISNet(nn.Module):
             )  # e.g. float64 or float16 input to an fp32 model: compute in fp32
         fast = self._fast_path()
         if fast is not None:
-            dtype = next(fast.parameters()).dtype
-            features = fast["backbone"](images.to(dtype).contiguous(memory_format=torch.channels_last))
-            preds_stage1, preds_stage2 = fast["head"](features)
-            return features, preds_stage1, preds_stage2.contiguous()
+            return fast(images)
         features = self.backbone(images)
         preds_stage1, preds_stage2 = self.head(features)
         return features, preds_stage1, preds_stage2
@@ -181,9 +204,19 @@ class ISNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         size = images.shape[2:] if isinstance(images, torch.Tensor) else None
+        if self.training and self.compile_options is not None:
+            self._check_input(images)
+            if self._compiled_train is None:
+                self._compiled_train = torch.compile(self._forward_train, **self.compile_options)
+            return self._compiled_train(images)
+        if self.training:
+            return self._forward_train(images)
+        _, _, preds_stage2 = self._forward_features(images)
+        return F.interpolate(preds_stage2, size=size, mode="bilinear", align_corners=False)
+
+    def _forward_train(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = images.shape[2:]
         features, preds_stage1, preds_stage2 = self._forward_features(images)
-        if not self.training:
-            return F.interpolate(preds_stage2, size=size, mode="bilinear", align_corners=False)
         outputs = {"stage2": preds_stage2, "stage1": preds_stage1}
         if self.auxiliary_decoder is not None:
             outputs["aux"] = self.auxiliary_decoder(features[2])
@@ -191,3 +224,54 @@ class ISNet(nn.Module):
         return {
             k: F.interpolate(v, size=size, mode="bilinear", align_corners=False) for k, v in outputs.items()
         }
+
+
+class FusedNetwork(nn.Module):
+    """The eval copy of backbone + head (BatchNorm folded, ``channels_last``) as one module, so that it can be
+    handed to ``torch.compile`` whole.
+
+    Shape:
+        images (N, 3, H, W) -> (features, stage-1 logits, stage-2 logits contiguous), as the plain modules.
+    """
+
+    def __init__(self, modules: nn.ModuleDict) -> None:
+        super().__init__()
+        self.backbone = modules["backbone"]
+        self.head = modules["head"]
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return getattr(self, name)
+
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        dtype = self.head.bottleneck[0].weight.dtype
+        features = self.backbone(images.to(dtype).contiguous(memory_format=torch.channels_last))
+        preds_stage1, preds_stage2 = self.head(features)
+        return features, preds_stage1, preds_stage2.contiguous()
+
+
+_COMPILE_KEYS = ("mode", "dynamic", "fullgraph", "backend", "options")
+
+
+def _compile_options(compile: bool | dict[str, Any] | None) -> dict[str, Any] | None:
+    if compile is None or compile is False:
+        return None
+    if compile is True:
+        return {}
+    if not isinstance(compile, dict):
+        raise ValueError(f"compile must be true, false or a dict of torch.compile arguments, got {compile!r}")
+    unknown = sorted(set(compile) - set(_COMPILE_KEYS))
+    if unknown:
+        raise ValueError(f"compile has unknown keys {unknown}; allowed: {list(_COMPILE_KEYS)}")
+    return dict(compile)
+
+
+def _with_freezing(options: dict[str, Any]) -> dict[str, Any]:
+    """``torch.compile`` arguments with inductor's ``freezing`` on (a ``mode`` is spelt out as its options,
+    since torch.compile takes either a mode or options)."""
+    if options.get("backend", "inductor") != "inductor":
+        return options
+    options = dict(options)
+    mode = options.pop("mode", None)
+    inductor = dict(torch._inductor.list_mode_options(mode)) if mode else {}
+    options["options"] = {**inductor, "freezing": True, **(options.get("options") or {})}
+    return options

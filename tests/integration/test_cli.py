@@ -183,3 +183,22 @@ def test_convert_script_never_overwrites_without_force(tmp_path: Path, capsys: p
     assert convert_main([str(src), str(dst), "--force"]) == 0
     assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "x.pth")]) == 1
     assert "checkpoint file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_with_compile_matches_eager(our_checkpoint: Path, tmp_path: Path) -> None:
+    """``compile=true`` evaluates through the compiled fused network and reports the eager numbers."""
+    from torch._dynamo.utils import counters
+
+    results, frames = {}, {}
+    for setting in ("false", "true"):
+        out = tmp_path / f"compile_{setting}.json"
+        cfg = tiny_config(
+            "eval", tmp_path, [f"ckpt={our_checkpoint}", f"output_json={out}", f"compile={setting}"]
+        )
+        before = counters["frames"]["ok"]
+        results[setting] = evaluate(cfg)
+        frames[setting] = counters["frames"]["ok"] - before
+    assert frames["false"] == 0 and frames["true"] > 0  # frames that dynamo compiled
+    assert results["true"]["mIoU"] == pytest.approx(results["false"]["mIoU"], abs=1e-6)
+    assert results["true"]["IoU"] == pytest.approx(results["false"]["IoU"], abs=1e-6)

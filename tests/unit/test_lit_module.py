@@ -238,3 +238,17 @@ def test_eval_sampler_splits_without_padding() -> None:
     assert indices == [[0, 2, 4], [1, 3]]
     already = with_eval_sampler(loader, 2, 0)
     assert with_eval_sampler(already, 2, 0) is already
+
+
+def test_compile_setting_reaches_the_network_but_not_its_checkpoint_config() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from isnet.cli import CONFIG_DIR
+
+    module = make_module(num_classes=4, compile={"dynamic": False})
+    assert module.model.compile_options == {"dynamic": False}
+    assert "compile" not in module.model.config  # a checkpoint rebuilds an eager network
+    assert make_module(num_classes=4).model.compile_options is None
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=demo", "model.compile=true"])
+    assert cfg.model.compile is True

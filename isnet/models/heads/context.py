@@ -58,10 +58,10 @@ def class_centres(
     ``deterministic=True``), where PyTorch has no deterministic multi-dimensional scatter-add, the same centres
     come from an atomics-free masked softmax and batched matmul (O(K*N*C), as much as the classifier).
     Gradients reach both ``feats`` and ``logits`` (the reference does not detach); argmax has none. Runs in
-    fp32 even under autocast (sums of exponentials). Centres of absent classes are 0 and their count is 0.
+    at least fp32, even under autocast (sums of exponentials). Centres of absent classes are 0 and their count is 0.
 
     Shape:
-        feats (B, C, H, W), logits (B, K, H, W) -> centres (B, C, K) fp32, classes (B, 1, N), counts (B, K).
+        feats (B, C, H, W), logits (B, K, H, W) -> centres (B, C, K) in >= fp32, classes (B, 1, N), counts (B, K).
     """
     batch = feats.shape[0]
     if logits.shape[0] != batch or logits.shape[2:] != feats.shape[2:]:
@@ -69,8 +69,9 @@ def class_centres(
             f"feats {tuple(feats.shape)} and logits {tuple(logits.shape)} must share batch and HxW"
         )
     with torch.autocast(feats.device.type, enabled=False):
-        feats32 = feats.float().flatten(2)  # (B, C, N)
-        logits32 = logits.float().flatten(2)  # (B, K, N)
+        dtype = torch.promote_types(feats.dtype, torch.float32)  # fp16/bf16 -> fp32; fp64 stays
+        feats32 = feats.to(dtype).flatten(2)  # (B, C, N)
+        logits32 = logits.to(dtype).flatten(2)  # (B, K, N)
         if feats.is_cuda and torch.are_deterministic_algorithms_enabled():
             return _class_centres_dense(feats32, logits32)
         return _class_centres_segmented(feats32, logits32)
@@ -82,7 +83,7 @@ def _class_centres_segmented(
     """O(N*C) centres: segmented softmax of each pixel's winning logit, then one scatter-add over pixels.
 
     Shape:
-        feats (B, C, N) fp32, logits (B, K, N) fp32 -> centres (B, C, K), classes (B, 1, N), counts (B, K).
+        feats (B, C, N), logits (B, K, N), both >= fp32 -> centres (B, C, K), classes (B, 1, N), counts (B, K).
     """
     batch, channels, _ = feats.shape
     num_classes = logits.shape[1]
@@ -108,12 +109,12 @@ def _class_centres_dense(
     """Atomics-free centres: a (B, K, N) masked softmax over pixels and one batched matmul.
 
     Shape:
-        feats (B, C, N) fp32, logits (B, K, N) fp32 -> centres (B, C, K), classes (B, 1, N), counts (B, K).
+        feats (B, C, N), logits (B, K, N), both >= fp32 -> centres (B, C, K), classes (B, 1, N), counts (B, K).
     """
     classes = logits.argmax(dim=1, keepdim=True)  # (B, 1, N); ties -> first index, as in the reference
     member = torch.zeros_like(logits).scatter_(1, classes, 1.0)  # one-hot region masks
     # outside its region a class's logit is the dtype minimum (not -inf, which gives NaN for absent classes)
-    masked = logits.masked_fill(member == 0, torch.finfo(torch.float32).min)
+    masked = logits.masked_fill(member == 0, torch.finfo(logits.dtype).min)
     weights = torch.softmax(masked, dim=2) * member  # (B, K, N), zero outside each region and for absent k
     centres = torch.bmm(feats, weights.transpose(1, 2))  # (B, C, K)
     return centres, classes, member.sum(dim=2)

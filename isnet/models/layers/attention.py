@@ -101,9 +101,10 @@ class SelfAttentionBlock(nn.Module):
         key = self.key_project(centres).flatten(2)  # (B, T, K)
         value = self.value_project(centres).flatten(2).transpose(1, 2)  # (B, K, T)
         with torch.autocast(query.device.type, enabled=False):
-            scores = torch.bmm(query.float(), key.float()) * (self.transform_channels**-0.5)
-            scores = scores + counts.float().log().unsqueeze(1)  # log n_k; -inf for absent centres
-            context = torch.bmm(torch.softmax(scores, dim=-1), value.float())  # (B, HW, T)
+            dtype = torch.promote_types(query.dtype, torch.float32)  # fp16/bf16 -> fp32; fp64 stays
+            scores = torch.bmm(query.to(dtype), key.to(dtype)) * (self.transform_channels**-0.5)
+            scores = scores + counts.to(dtype).log().unsqueeze(1)  # log n_k; -inf for absent centres
+            context = torch.bmm(torch.softmax(scores, dim=-1), value.to(dtype))  # (B, HW, T)
         context = (
             context.to(query.dtype).transpose(1, 2).reshape(batch, self.transform_channels, height, width)
         )
