@@ -75,13 +75,25 @@ def make_inference_copy(
     """A deep copy in eval mode with BatchNorm folded, optionally ``channels_last`` and cast to ``dtype``.
 
     The folding is done in fp32 before any cast, so a bf16 copy carries the rounding of one cast only.
+    Modules marked ``keep_fp32`` (the classifiers, :class:`isnet.models.layers.ClassifierConv2d`) keep their
+    fp32 weights.
     """
     fast = copy.deepcopy(model).eval()
     fold_batchnorm_(fast)
     if dtype is not None:
-        fast = fast.to(dtype)
+        _cast_(fast, dtype)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     for param in fast.parameters():
         param.requires_grad_(False)
     return fast
+
+
+def _cast_(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast floating-point parameters and buffers to ``dtype`` in place, except in ``keep_fp32`` modules."""
+    for module in model.modules():
+        if getattr(module, "keep_fp32", False):
+            continue
+        for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype)

@@ -85,3 +85,41 @@ def test_bf16_autocast_uses_a_bf16_copy_and_agrees_with_fp32() -> None:
     # bf16 keeps ~3 significant digits; the class decision should almost never change
     assert (bf16.float().argmax(1) == fp32.argmax(1)).float().mean() >= 0.97
     assert (bf16.float() - fp32).abs().max() <= 0.05 * fp32.abs().max()
+
+
+def test_classifiers_stay_fp32_under_bf16_autocast() -> None:
+    """Logits come out of fp32 classifiers (fp32 weights in the bf16 copy too); every other conv is bf16."""
+    from isnet.models.layers import ClassifierConv2d
+
+    model = ISNet("resnet18d", 5, feats_channels=32, transform_channels=16).eval()
+    _randomise(model)
+    classifiers = [name for name, m in model.named_modules() if isinstance(m, ClassifierConv2d)]
+    assert classifiers == ["head.decoder_stage1.4", "head.decoder_stage2.1", "auxiliary_decoder.4"]
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast_logits = model.predict_logits(x)
+        model.fast_inference = False
+        plain_logits = model.predict_logits(x)
+    assert fast_logits.dtype == plain_logits.dtype == torch.float32
+    fast = model._inference_cache[1]
+    dtypes = {name: m.weight.dtype for name, m in fast.named_modules() if isinstance(m, nn.Conv2d)}
+    kept = {name for name, dtype in dtypes.items() if dtype == torch.float32}
+    assert kept == {"head.decoder_stage1.4", "head.decoder_stage2.1"}  # the copy has no auxiliary head
+    assert set(dtypes.values()) == {torch.float32, torch.bfloat16}
+
+
+def test_classifier_conv_equals_conv2d_in_fp32_and_computes_fp32_under_autocast() -> None:
+    from isnet.models.layers import ClassifierConv2d
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 3, 1)
+    classifier = ClassifierConv2d(8, 3, 1)
+    classifier.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 8, 5, 7)
+    torch.testing.assert_close(classifier(x), conv(x), rtol=0, atol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, high = conv(x), classifier(x)
+        high_from_bf16_input = classifier(x.bfloat16())
+    assert low.dtype == torch.bfloat16 and high.dtype == torch.float32
+    torch.testing.assert_close(high, conv(x), rtol=0, atol=0)  # autocast did not touch it
+    torch.testing.assert_close(high_from_bf16_input, conv(x.bfloat16().float()), rtol=1e-6, atol=1e-6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from isnet.models.layers import build_activation
+from isnet.models.layers import ClassifierConv2d, build_activation
 
 __all__ = ["build_auxiliary_decoder"]
 
@@ -18,5 +18,5 @@ def build_auxiliary_decoder(
         nn.BatchNorm2d(channels),
         build_activation(act),
         nn.Dropout2d(dropout),
-        nn.Conv2d(channels, num_classes, kernel_size=1),
+        ClassifierConv2d(channels, num_classes, kernel_size=1),
     )

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from isnet.models.heads.context import ImageLevelContext, SemanticLevelContext
-from isnet.models.layers import build_activation, conv_bn_act
+from isnet.models.layers import ClassifierConv2d, build_activation, conv_bn_act
 
 __all__ = ["ISNetHead"]
 
@@ -23,7 +23,7 @@ def _classifier(in_channels: int, channels: int, num_classes: int, dropout: floa
         nn.BatchNorm2d(channels),
         build_activation(act),
         nn.Dropout2d(dropout),
-        nn.Conv2d(channels, num_classes, kernel_size=1),
+        ClassifierConv2d(channels, num_classes, kernel_size=1),
     )
 
 
@@ -74,7 +74,7 @@ class ISNetHead(nn.Module):
         else:
             self.shortcut = None
             self.decoder_stage2 = nn.Sequential(
-                nn.Dropout2d(dropout), nn.Conv2d(feats_channels, num_classes, 1)
+                nn.Dropout2d(dropout), ClassifierConv2d(feats_channels, num_classes, 1)
             )
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
