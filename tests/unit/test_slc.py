@@ -44,11 +44,14 @@ def _case(name: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     return feats, logits
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("num_classes", [19, 150, 182])
 @pytest.mark.parametrize("name", ["random", "absent_classes", "single_pixel", "one_class", "ties"])
-def test_vectorised_equals_loop_forward_and_grads(name: str, num_classes: int) -> None:
+def test_vectorised_equals_loop_forward_and_grads(name: str, num_classes: int, layout: str) -> None:
     feats, logits = _case(name, num_classes)
-    feats_a, logits_a = feats.clone().requires_grad_(), logits.clone().requires_grad_()
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    feats_a = feats.clone().contiguous(memory_format=fmt).requires_grad_()
+    logits_a = logits.clone().contiguous(memory_format=fmt).requires_grad_()
     feats_b, logits_b = feats.clone().requires_grad_(), logits.clone().requires_grad_()
     ours = semantic_class_centres(feats_a, logits_a)
     ref = loop_class_centres(feats_b, logits_b)
