@@ -252,3 +252,29 @@ def test_compile_setting_reaches_the_network_but_not_its_checkpoint_config() -> 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=demo", "model.compile=true"])
     assert cfg.model.compile is True
+
+
+def test_bf16_mixed_precision_trains_close_to_fp32() -> None:
+    """Lightning's ``bf16-mixed`` (CPU autocast): same first-step losses as fp32 within bf16 rounding, fp32
+    weights and logits out of the classifiers, and a validation mIoU from the same code path."""
+    losses, modules = {}, {}
+    for precision in ("32-true", "bf16-mixed"):
+        torch.manual_seed(0)
+        datamodule = SyntheticDataModule(
+            num_classes=NUM_CLASSES, image_size=32, num_train=8, num_val=2, batch_size=4
+        )
+        module = make_module()
+        recorder = RecordLR()
+        trainer = quiet_trainer(max_epochs=1, callbacks=[recorder], log_every_n_steps=1, precision=precision,
+                                num_sanity_val_steps=0)  # fmt: skip
+        trainer.fit(module, datamodule=datamodule)
+        losses[precision] = recorder.logged[0]
+        modules[precision] = module
+        assert 0.0 <= trainer.callback_metrics["val/mIoU"].item() <= 1.0
+    for term in ("train/loss", "train/loss_stage2", "train/loss_stage1", "train/loss_aux"):
+        assert losses["bf16-mixed"][term] == pytest.approx(losses["32-true"][term], rel=0.02), term
+    module = modules["bf16-mixed"]
+    assert all(p.dtype == torch.float32 for p in module.parameters())  # mixed: the weights stay fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = module.model.train()(torch.randn(2, 3, 32, 32))
+    assert {k: v.dtype for k, v in outputs.items()} == dict.fromkeys(outputs, torch.float32)
