@@ -97,3 +97,30 @@ def _cast_(model: nn.Module, dtype: torch.dtype) -> None:
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
             if tensor.is_floating_point():
                 tensor.data = tensor.data.to(dtype)
+
+
+def use_winograd_(model: nn.Module, min_channels: int = 256) -> int:
+    """Replace the 3x3 stride-1 convolutions with at least ``min_channels`` in and out channels by
+    :class:`isnet.models.layers.winograd.WinogradConv2d` (fp32 CPU inference; 2.25x fewer multiplications).
+
+    Below ~128 channels the Winograd transforms cost more than they save, so the stem and the first stages keep
+    oneDNN's direct convolution. Returns the number of convolutions replaced.
+    """
+    from isnet.models.layers.winograd import WinogradConv2d
+
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                type(child) is nn.Conv2d
+                and child.kernel_size == (3, 3)
+                and child.stride == (1, 1)
+                and child.groups == 1
+                and child.dilation[0] == child.dilation[1]
+                and child.padding == child.dilation
+                and child.padding_mode == "zeros"
+                and min(child.in_channels, child.out_channels) >= min_channels
+            ):
+                setattr(parent, name, WinogradConv2d(child))
+                replaced += 1
+    return replaced

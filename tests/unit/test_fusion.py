@@ -123,3 +123,30 @@ def test_classifier_conv_equals_conv2d_in_fp32_and_computes_fp32_under_autocast(
     assert low.dtype == torch.bfloat16 and high.dtype == torch.float32
     torch.testing.assert_close(high, conv(x), rtol=0, atol=0)  # autocast did not touch it
     torch.testing.assert_close(high_from_bf16_input, conv(x.bfloat16().float()), rtol=1e-6, atol=1e-6)
+
+
+def test_fp32_cpu_fast_path_uses_winograd_for_wide_3x3_convs() -> None:
+    from isnet.models.layers.winograd import WinogradConv2d
+
+    model = ISNet("resnet18d", 5, feats_channels=256, transform_channels=16).eval()
+    _randomise(model)
+    x = torch.randn(1, 3, 72, 88)
+    with torch.inference_mode():
+        fast = model.predict_logits(x)
+        swapped = {n for n, m in model._inference_cache[1].named_modules() if isinstance(m, WinogradConv2d)}
+        model.winograd = False
+        direct = model.predict_logits(x)
+        assert not any(isinstance(m, WinogradConv2d) for m in model._inference_cache[1].modules())
+        model.fast_inference = False
+        plain = model.predict_logits(x)
+        model.fast_inference = model.winograd = True
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 runs on the matrix units, not Winograd
+            model.predict_logits(x)
+        assert not any(isinstance(m, WinogradConv2d) for m in model._inference_cache[1].modules())
+    # the >= 256-channel 3x3 stride-1 convs: layer3/layer4 conv2 (and layer4 conv1), the head's 3x3 convs
+    assert {"backbone.layer3.0.conv2", "backbone.layer4.1.conv1", "head.bottleneck.0"} <= swapped
+    assert not any(name.startswith(("backbone.conv1", "backbone.layer1", "backbone.layer2")) for name in swapped)
+    assert "backbone.layer3.0.conv1" not in swapped  # 128 -> 256: below the 256-channel threshold
+    scale = max(1.0, plain.abs().max().item())
+    assert (fast - plain).abs().max() <= 1e-4 * scale
+    assert (direct - plain).abs().max() <= 1e-4 * scale
