@@ -7,7 +7,8 @@ interpreter), loads the dump through :func:`isnet.from_sssegmentation` and compa
   intermediate tensor the dump holds (4 backbone stages, head bottleneck, image-level context, stage-1
   logits, semantic-level context, LIP shortcut, stage-2 logits at feature resolution and resized to the
   input), as max abs diffs, plus stage-1 argmax agreement; the logits must agree to 1e-4;
-- eval mode, default path (BatchNorm folded into the convs, ``channels_last``): the same, but the logits
+- eval mode, default path (BatchNorm folded into the convs, ``channels_last``, Winograd for the wide 3x3 convs
+  on the CPU): the same, but the logits
   only need to agree to twice the reference's own rounding sensitivity (how far its logits move when it
   runs in ``channels_last``, or on the input times 1 + 1e-6 noise; recorded in the dump), since the fast path
   rounds differently and ~60 layers plus attention amplify fp32 rounding about as much;
@@ -426,7 +427,8 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         "Eval mode, plain path (`fast_inference=False`): max abs diff per tensor "
         f"(tolerance on `logits` and `logits_resized`: {EVAL_ATOL:g}).\n\n"
         + "\n".join(rows)
-        + "\n\nEval mode, default path (BatchNorm folded, `channels_last`): max abs logits diff, next to how far "
+        + "\n\nEval mode, default path (BatchNorm folded, `channels_last`, Winograd 3x3 convs on the CPU): max abs "
+        "logits diff, next to how far "
         "the reference's own logits move under a rounding-level change (tolerance: twice that, at least "
         f"{EVAL_ATOL:g}).\n\n"
         + "\n".join(fast_rows)
