@@ -104,7 +104,8 @@ def use_winograd_(model: nn.Module, min_channels: int = 256) -> int:
     :class:`isnet.models.layers.winograd.WinogradConv2d` (fp32 CPU inference; 2.25x fewer multiplications).
 
     Below ~128 channels the Winograd transforms cost more than they save, so the stem and the first stages keep
-    oneDNN's direct convolution. Returns the number of convolutions replaced.
+    oneDNN's direct convolution. The replacements keep only their transformed weights (the copy is frozen).
+    Returns the number of convolutions replaced.
     """
     from isnet.models.layers.winograd import WinogradConv2d
 
@@ -121,6 +122,6 @@ def use_winograd_(model: nn.Module, min_channels: int = 256) -> int:
                 and child.padding_mode == "zeros"
                 and min(child.in_channels, child.out_channels) >= min_channels
             ):
-                setattr(parent, name, WinogradConv2d(child))
+                setattr(parent, name, WinogradConv2d(child).release_weight())
                 replaced += 1
     return replaced

@@ -251,13 +251,14 @@ class FusedNetwork(nn.Module):
         super().__init__()
         self.backbone = modules["backbone"]
         self.head = modules["head"]
+        #: the copy's compute dtype (bf16 under autocast; the classifiers stay fp32)
+        self.dtype = self.head.bottleneck[0].weight.dtype
 
     def __getitem__(self, name: str) -> nn.Module:
         return getattr(self, name)
 
     def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        dtype = self.head.bottleneck[0].weight.dtype  # the bf16 copy's dtype (the classifiers stay fp32)
-        features = self.backbone(images.to(dtype).contiguous(memory_format=torch.channels_last))
+        features = self.backbone(images.to(self.dtype).contiguous(memory_format=torch.channels_last))
         preds_stage1, preds_stage2 = self.head(features)
         return features, preds_stage1, preds_stage2.contiguous()
 

@@ -145,7 +145,9 @@ def test_fp32_cpu_fast_path_uses_winograd_for_wide_3x3_convs() -> None:
         assert not any(isinstance(m, WinogradConv2d) for m in model._inference_cache[1].modules())
     # the >= 256-channel 3x3 stride-1 convs: layer3/layer4 conv2 (and layer4 conv1), the head's 3x3 convs
     assert {"backbone.layer3.0.conv2", "backbone.layer4.1.conv1", "head.bottleneck.0"} <= swapped
-    assert not any(name.startswith(("backbone.conv1", "backbone.layer1", "backbone.layer2")) for name in swapped)
+    assert not any(
+        name.startswith(("backbone.conv1", "backbone.layer1", "backbone.layer2")) for name in swapped
+    )
     assert "backbone.layer3.0.conv1" not in swapped  # 128 -> 256: below the 256-channel threshold
     scale = max(1.0, plain.abs().max().item())
     assert (fast - plain).abs().max() <= 1e-4 * scale

@@ -141,3 +141,18 @@ def test_refuses_unsupported_convs(conv: nn.Module, match: str) -> None:
 def test_refuses_bad_band_tiles() -> None:
     with pytest.raises(ValueError, match="band_tiles must be a positive number of tiles or None, got 0"):
         WinogradConv2d(nn.Conv2d(4, 4, 3, padding=1), band_tiles=0)
+
+
+def test_release_weight_keeps_the_result_and_drops_the_direct_weight() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 6, 3, padding=2, dilation=2)
+    x = torch.randn(2, 8, 11, 13)
+    module = WinogradConv2d(conv)
+    with torch.no_grad():
+        before = module(x)
+        module.release_weight()
+        after = module(x)
+    assert module.weight is None and "weight" not in module.state_dict()
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="input dtype torch.float64 differs"):
+        module(x.double())

@@ -39,9 +39,10 @@ class ImageLevelContext(nn.Module):
         self.bottleneck = conv_bn_act(feats_channels * 2, feats_channels, kernel_size=3, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the reference bilinearly resizes the 1x1 average to HxW, which is an exact broadcast
-        x_global = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-        context = self.correlate_net(x, torch.cat([x_global, x], dim=1))  # order [global, x] as the reference
+        # the reference bilinearly resizes the 1x1 average to HxW (an exact broadcast) and concatenates
+        # [global, x]; the key/value projections take the parts separately, so the global half is projected once
+        x_global = x.mean(dim=(2, 3), keepdim=True)
+        context = self.correlate_net(x, [x_global, x])
         return self.bottleneck(torch.cat([x, context], dim=1))  # order [x, context]
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from isnet.models.layers.conv import conv_bn_act
 
-__all__ = ["SelfAttentionBlock", "attention_reference"]
+__all__ = ["SelfAttentionBlock", "attention_reference", "project_concatenation"]
 
 
 def attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -26,6 +26,33 @@ def attention_reference(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
     """
     sim = torch.matmul(query, key.transpose(1, 2)) * (query.shape[-1] ** -0.5)
     return torch.matmul(F.softmax(sim, dim=-1), value)
+
+
+def project_concatenation(block: nn.Sequential, parts: list[torch.Tensor]) -> torch.Tensor:
+    """``block(torch.cat(parts, dim=1))`` for a 1x1 conv-BN-act block, without building the concatenation.
+
+    A 1x1 convolution of a channel concatenation is the sum of the convolutions of the parts with the matching
+    slices of the weight. A part may be spatially 1x1 (the image-level context's global average): it is then
+    projected once and broadcast, instead of being expanded to HxW first. Equal to the concatenated form up to
+    fp32 rounding (the summation order changes), with the 1x1 part's share of the FLOPs and memory saved.
+
+    Shape:
+        parts [(B, C_i, H_i, W_i)] broadcastable to (B, ., H, W), sum C_i = in_channels -> (B, out, H, W).
+    """
+    conv = block[0]
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError(f"project_concatenation needs a 1x1 ungrouped conv, got {conv}")
+    total, start = None, 0
+    for part in parts:
+        weight = conv.weight[:, start : start + part.shape[1]]
+        start += part.shape[1]
+        projected = F.conv2d(part, weight)
+        total = projected if total is None else total + projected
+    if start != conv.in_channels:
+        raise ValueError(f"parts have {start} channels in total, the conv expects {conv.in_channels}")
+    if conv.bias is not None:
+        total = total + conv.bias.view(1, -1, 1, 1)
+    return block[1:](total)
 
 
 class SelfAttentionBlock(nn.Module):
@@ -66,11 +93,20 @@ class SelfAttentionBlock(nn.Module):
         #: ``False`` switches to the explicit matmul-softmax-matmul of the reference (for comparisons).
         self.use_sdpa = True
 
-    def forward(self, query_feats: torch.Tensor, key_feats: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query_feats: torch.Tensor, key_feats: torch.Tensor | list[torch.Tensor]
+    ) -> torch.Tensor:
+        """``key_feats`` may be a list of parts that the reference concatenates along channels (see
+        :func:`project_concatenation`); the first projections then never build the concatenation."""
         batch, _, height, width = query_feats.shape
         query = self.query_project(query_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
-        key = self.key_project(key_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
-        value = self.value_project(key_feats).flatten(2).transpose(1, 2)  # (B, HW, T)
+        if isinstance(key_feats, list | tuple):
+            key = self.key_project[1:](project_concatenation(self.key_project[0], key_feats))
+            value = project_concatenation(self.value_project, key_feats)
+        else:
+            key, value = self.key_project(key_feats), self.value_project(key_feats)
+        key = key.flatten(2).transpose(1, 2)  # (B, HW, T)
+        value = value.flatten(2).transpose(1, 2)  # (B, HW, T)
         if self.use_sdpa:
             # one head of width T; SDPA's default scale 1/sqrt(T) is the reference's matmul_norm. The fused
             # kernels accumulate the softmax in fp32 even for bf16 inputs.
