@@ -13,6 +13,7 @@ Each pair is folded only if the conv output feeds the BN directly in that module
 from __future__ import annotations
 
 import copy
+import types
 
 import torch
 from torch import nn
@@ -125,3 +126,61 @@ def use_winograd_(model: nn.Module, min_channels: int = 256) -> int:
                 setattr(parent, name, WinogradConv2d(child).release_weight())
                 replaced += 1
     return replaced
+
+
+def accumulate_residuals_(model: nn.Module) -> int:
+    """Let each folded timm ``Bottleneck`` add its last 1x1 convolution into the shortcut tensor in place.
+
+    ``conv3(y) + shortcut`` becomes one GEMM with accumulation (``shortcut += y @ W3^T + b3``) on the
+    ``channels_last`` buffers: the block no longer allocates a second output as large as the shortcut (268 MB per
+    layer4 block at 1024x2048) and the widest 1x1 convolutions run ~30 % faster. Equal up to fp32 rounding (the
+    additions happen in another order). Only for an eval copy whose BatchNorms are folded; the block input is
+    overwritten only in blocks after the first of a stage (the first has a projection shortcut, or its input may
+    be a returned feature). Returns the number of blocks changed.
+    """
+    from timm.models.resnet import Bottleneck
+
+    changed = 0
+    for stage in model.modules():
+        if not isinstance(stage, nn.Sequential):
+            continue
+        for index, block in enumerate(stage):
+            if type(block) is not Bottleneck or not _plain_folded_bottleneck(block):
+                continue
+            if block.downsample is None and index == 0:
+                continue
+            block.forward = types.MethodType(_bottleneck_accumulating_forward, block)
+            changed += 1
+    return changed
+
+
+def _plain_folded_bottleneck(block: nn.Module) -> bool:
+    conv3 = block.conv3
+    return (
+        all(
+            isinstance(getattr(block, name), nn.Identity)
+            for name in ("bn1", "bn2", "bn3", "drop_block", "aa")
+        )
+        and block.se is None
+        and block.drop_path is None
+        and type(conv3) is nn.Conv2d
+        and conv3.kernel_size == (1, 1)
+        and conv3.stride == (1, 1)
+        and conv3.groups == 1
+        and conv3.bias is not None
+        and isinstance(block.act3, nn.ReLU)
+    )
+
+
+def _bottleneck_accumulating_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    shortcut = x if self.downsample is None else self.downsample(x)
+    y = self.act2(self.conv2(self.act1(self.conv1(x))))
+    channels_last = torch.channels_last
+    if not (
+        y.is_contiguous(memory_format=channels_last) and shortcut.is_contiguous(memory_format=channels_last)
+    ):
+        return self.act3(self.conv3(y) + shortcut)
+    weight = self.conv3.weight.reshape(self.conv3.out_channels, self.conv3.in_channels)
+    rows = shortcut.permute(0, 2, 3, 1).reshape(-1, shortcut.shape[1])  # a view of the shortcut
+    rows.add_(self.conv3.bias).addmm_(y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]), weight.t())
+    return self.act3(shortcut)

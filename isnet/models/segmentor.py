@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from isnet.models.backbones import build_backbone
-from isnet.models.fusion import make_inference_copy, use_winograd_
+from isnet.models.fusion import accumulate_residuals_, make_inference_copy, use_winograd_
 from isnet.models.heads import ISNetHead, build_auxiliary_decoder
 from isnet.models.layers.conv import ACTIVATIONS
 
@@ -157,6 +157,7 @@ class ISNet(nn.Module):
             )
             if self.winograd and fp32_cpu and self.compile_options is None:
                 use_winograd_(fast)
+                accumulate_residuals_(fast)
             return_layers = getattr(fast["backbone"], "return_layers", None)
             if isinstance(return_layers, dict) and len(return_layers) == 4:
                 # eval needs only the last stage (and layer1 for the shortcut): not keeping layer2/layer3 alive
@@ -244,7 +245,8 @@ class FusedNetwork(nn.Module):
     handed to ``torch.compile`` whole.
 
     Shape:
-        images (N, 3, H, W) -> (features, stage-1 logits, stage-2 logits contiguous), as the plain modules.
+        images (N, 3, H, W) -> ([], stage-1 logits, stage-2 logits contiguous); the backbone features are
+        released inside (eval needs only the logits).
     """
 
     def __init__(self, modules: nn.ModuleDict) -> None:
@@ -259,8 +261,11 @@ class FusedNetwork(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         features = self.backbone(images.to(self.dtype).contiguous(memory_format=torch.channels_last))
-        preds_stage1, preds_stage2 = self.head(features)
-        return features, preds_stage1, preds_stage2.contiguous()
+        feats = self.head.bottleneck(features[-1])
+        low_level = features[0] if self.head.shortcut is not None else None
+        del features  # the last stage is not needed after the bottleneck: free it before the head's peak
+        preds_stage1, preds_stage2 = self.head.decode(feats, low_level)
+        return [], preds_stage1, preds_stage2.contiguous()
 
 
 _COMPILE_KEYS = ("mode", "dynamic", "fullgraph", "backend", "options")

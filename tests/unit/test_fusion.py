@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -152,3 +154,43 @@ def test_fp32_cpu_fast_path_uses_winograd_for_wide_3x3_convs() -> None:
     scale = max(1.0, plain.abs().max().item())
     assert (fast - plain).abs().max() <= 1e-4 * scale
     assert (direct - plain).abs().max() <= 1e-4 * scale
+
+
+def test_bottlenecks_accumulate_into_the_shortcut_with_the_same_result() -> None:
+    import timm
+
+    from isnet.models.fusion import accumulate_residuals_
+
+    torch.manual_seed(0)
+    backbone = timm.create_model("resnet26", features_only=True, output_stride=8, pretrained=False).eval()
+    _randomise(backbone)
+    folded = make_inference_copy(backbone)
+    accumulating = make_inference_copy(backbone)
+    assert accumulate_residuals_(accumulating) == 8  # every Bottleneck of resnet26 (2 per stage)
+    x = torch.randn(2, 3, 64, 80).contiguous(memory_format=torch.channels_last)
+    x_before = x.clone()
+    with torch.inference_mode():
+        expected = folded(x)
+        got = accumulating(x)
+        plain = backbone(x)
+    assert torch.equal(x, x_before)  # the input is never written
+    for e, g, p in zip(expected, got, plain, strict=True):
+        scale = max(1.0, p.abs().max().item())
+        assert (g - e).abs().max() <= 1e-5 * scale and (g - p).abs().max() <= 1e-4 * scale
+    # a stage whose first block has no projection shortcut must not overwrite that block's input
+    stage = nn.Sequential(copy.deepcopy(accumulating.layer2[1]), copy.deepcopy(accumulating.layer2[1]))
+    for block in stage:
+        block.forward = type(block).forward.__get__(block)
+    assert accumulate_residuals_(stage) == 1
+    y = torch.randn(1, 512, 8, 8).contiguous(memory_format=torch.channels_last)
+    y_before = y.clone()
+    with torch.inference_mode():
+        stage(y)
+    assert torch.equal(y, y_before)
+
+
+def test_lip_head_decode_needs_the_low_level_features() -> None:
+    model = ISNet("resnet18d", 5, feats_channels=16, transform_channels=8, shortcut=True).eval()
+    feats = torch.randn(1, 16, 8, 8)
+    with pytest.raises(ValueError, match="needs the layer1 features"):
+        model.head.decode(feats)

@@ -79,12 +79,26 @@ class ISNetHead(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.bottleneck(features[-1])
+        return self.decode(feats, features[0] if self.shortcut is not None else None)
+
+    def decode(
+        self, feats: torch.Tensor, low_level: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything after the bottleneck: a caller that drops the last backbone stage after the bottleneck
+        (2048 channels, 268 MB at Cityscapes size) keeps it out of the head's peak memory.
+
+        Shape:
+            feats (B, C, H, W) bottleneck output, low_level (B, C1, H1, W1) layer1 (LIP shortcut only)
+            -> (stage-1 logits, stage-2 logits).
+        """
         feats_il = self.ilc_net(feats)
         # stage 1 reads the bottleneck output, not the ILC output (reference isnet.py)
         preds_stage1 = self.decoder_stage1(feats)
         feats_sl = self.slc_net(feats, preds_stage1, feats_il)
         if self.shortcut is not None:
-            shortcut = self.shortcut(features[0])
+            if low_level is None:
+                raise ValueError("this head has the LIP shortcut and needs the layer1 features (low_level)")
+            shortcut = self.shortcut(low_level)
             feats_sl = F.interpolate(feats_sl, size=shortcut.shape[2:], mode="bilinear", align_corners=False)
             feats_sl = torch.cat([feats_sl, shortcut], dim=1)
         return preds_stage1, self.decoder_stage2(feats_sl)
