@@ -1,7 +1,7 @@
 """One benchmark phase for one implementation, driven line by line over stdin by ``isnet.cli.benchmark``.
 
 Runs standalone (``python bench_worker.py ...``) so the reference implementation can be timed with its own
-interpreter without importing ``isnet``; a phase per process makes peak RSS (``ru_maxrss``) that phase's own.
+interpreter without importing ``isnet``; a phase per process makes peak RSS (``VmHWM``) that phase's own.
 Protocol: after set-up it prints ``{"ready": ...}``; each ``run`` line runs one iteration and prints
 ``{"time_s": t}``; ``quit`` prints ``{"peak_rss_mb": ...}`` and exits.
 """
@@ -113,6 +113,19 @@ def _step_fn(args: argparse.Namespace):
     return run
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux's ``VmHWM`` belongs to the process's own address space; ``ru_maxrss``
+    is carried across ``execve`` and so would include the launching benchmark process's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--impl", choices=["ours", "reference"], required=True)
@@ -144,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"time_s": time.perf_counter() - start}), flush=True)
         elif command == "quit":
             break
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
 if __name__ == "__main__":
