@@ -16,6 +16,7 @@ from isnet.models.backbones import build_backbone
 from isnet.models.fusion import accumulate_residuals_, make_inference_copy, use_winograd_
 from isnet.models.heads import ISNetHead, build_auxiliary_decoder
 from isnet.models.layers.conv import ACTIVATIONS
+from isnet.models.layers.resize import resize_bilinear
 
 __all__ = ["ISNet"]
 
@@ -235,9 +236,8 @@ class ISNet(nn.Module):
         if self.auxiliary_decoder is not None:
             outputs["aux"] = self.auxiliary_decoder(features[2])
         # the reference computes every loss on logits upsampled to the crop size
-        return {
-            k: F.interpolate(v, size=size, mode="bilinear", align_corners=False) for k, v in outputs.items()
-        }
+        # the same F.interpolate forward; its backward runs as two matmuls (isnet.models.layers.resize)
+        return {k: resize_bilinear(v, size) for k, v in outputs.items()}
 
 
 class FusedNetwork(nn.Module):

@@ -41,7 +41,9 @@ _AT = ((1.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, -1.0))
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     """Transform 3x3 filters to the 16 Winograd positions, ``U = G g G^T``, laid out for ``torch.bmm``.
 
-    The product is taken in float64 and rounded once, so the transformed weights carry a single rounding.
+    The product is taken in float64 and rounded once, so the transformed weights carry a single rounding; it is
+    computed a few output channels at a time so that building an inference copy does not briefly need several
+    times the weights' memory.
 
     Args:
         weight: conv weight.
@@ -53,8 +55,13 @@ def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
         weight (Cout, Cin, 3, 3) -> (16, Cin, Cout).
     """
     g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
-    u = torch.einsum("ik,ockl,jl->ijco", g, weight.detach().to(torch.float64), g)  # (4, 4, Cin, Cout)
-    return u.reshape(16, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+    out_channels, in_channels = weight.shape[:2]
+    u = weight.new_empty((4, 4, in_channels, out_channels))
+    step = max(1, (1 << 20) // (in_channels * 9))  # float64 temporaries of a few MB, not 4x the weights
+    for start in range(0, out_channels, step):
+        chunk = weight[start : start + step].detach().to(torch.float64)
+        u[..., start : start + step] = torch.einsum("ik,ockl,jl->ijco", g, chunk, g)
+    return u.reshape(16, in_channels, out_channels)
 
 
 def _fill_slab(slab: torch.Tensor, x: torch.Tensor, row0: int, d: int) -> None:
