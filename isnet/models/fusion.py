@@ -108,19 +108,14 @@ def use_winograd_(model: nn.Module, min_channels: int = 256) -> int:
     oneDNN's direct convolution. The replacements keep only their transformed weights (the copy is frozen).
     Returns the number of convolutions replaced.
     """
-    from isnet.models.layers.winograd import WinogradConv2d
+    from isnet.models.layers.winograd import WinogradConv2d, unsupported_setting
 
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (
                 type(child) is nn.Conv2d
-                and child.kernel_size == (3, 3)
-                and child.stride == (1, 1)
-                and child.groups == 1
-                and child.dilation[0] == child.dilation[1]
-                and child.padding == child.dilation
-                and child.padding_mode == "zeros"
+                and unsupported_setting(child) is None
                 and min(child.in_channels, child.out_channels) >= min_channels
             ):
                 setattr(parent, name, WinogradConv2d(child).release_weight())

@@ -159,13 +159,13 @@ class ISNet(nn.Module):
             if self.winograd and fp32_cpu and self.compile_options is None:
                 use_winograd_(fast)
                 accumulate_residuals_(fast)
-            return_layers = getattr(fast["backbone"], "return_layers", None)
+            return_layers = getattr(fast.backbone, "return_layers", None)
             if isinstance(return_layers, dict) and len(return_layers) == 4:
                 # eval needs only the last stage (and layer1 for the shortcut): not keeping layer2/layer3 alive
                 # until the head runs saves ~200 MB at 1024x2048; the head indexes features[0] and features[-1]
                 names = list(return_layers)
                 keep = {names[-1]} | ({names[0]} if self.head.shortcut is not None else set())
-                fast["backbone"].return_layers = {k: v for k, v in return_layers.items() if k in keep}
+                fast.backbone.return_layers = {k: v for k, v in return_layers.items() if k in keep}
             if self.compile_options is not None:
                 fast = torch.compile(fast, **_with_freezing(self.compile_options))
             self._inference_cache = (version, fast)
@@ -255,9 +255,6 @@ class FusedNetwork(nn.Module):
         self.head = modules["head"]
         #: the copy's compute dtype (bf16 under autocast; the classifiers stay fp32)
         self.dtype = self.head.bottleneck[0].weight.dtype
-
-    def __getitem__(self, name: str) -> nn.Module:
-        return getattr(self, name)
 
     def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         features = self.backbone(images.to(self.dtype).contiguous(memory_format=torch.channels_last))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["WinogradConv2d", "winograd_weight"]
+__all__ = ["WinogradConv2d", "unsupported_setting", "winograd_weight"]
 
 # Lavin & Gray's F(2x2, 3x3) filter transform G (4x3).
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -255,10 +255,10 @@ class WinogradConv2d(nn.Module):
         return out.permute(0, 3, 1, 2)
 
 
-def _check_conv(conv: nn.Module) -> None:
-    """Raise ``ValueError`` naming the first setting of ``conv`` that Winograd F(2x2, 3x3) does not cover."""
+def unsupported_setting(conv: nn.Module) -> str | None:
+    """Why Winograd F(2x2, 3x3) cannot replace ``conv`` (the first setting it does not cover), or None if it can."""
     if not isinstance(conv, nn.Conv2d):
-        raise ValueError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        return f"conv must be an nn.Conv2d, got {type(conv).__name__}"
     checks = (
         ("kernel_size", conv.kernel_size, "(3, 3)", conv.kernel_size == (3, 3)),
         ("stride", conv.stride, "(1, 1)", conv.stride == (1, 1)),
@@ -269,4 +269,12 @@ def _check_conv(conv: nn.Module) -> None:
     )
     for name, value, allowed, ok in checks:
         if not ok:
-            raise ValueError(f"WinogradConv2d supports conv {name} {allowed} only, got {name}={value!r}")
+            return f"WinogradConv2d supports conv {name} {allowed} only, got {name}={value!r}"
+    return None
+
+
+def _check_conv(conv: nn.Module) -> None:
+    """Raise ``ValueError`` naming the first setting of ``conv`` that Winograd F(2x2, 3x3) does not cover."""
+    reason = unsupported_setting(conv)
+    if reason is not None:
+        raise ValueError(reason)
