@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from omegaconf import DictConfig, open_dict
 
+import isnet
 from isnet.cli import compose
+from isnet.data import SyntheticDataModule
 
 #: Overrides that turn any config into a seconds-long CPU run: ResNet-18-D at output stride 8 with a
 #: 32/16-channel head on 32x32 synthetic scenes of 4 classes.
@@ -42,6 +46,22 @@ def tiny_config(
         cfg.trainer.check_val_every_n_epoch = 1
         cfg.trainer.log_every_n_steps = 1
     return cfg
+
+
+def independent_confmat(ckpt: Path) -> np.ndarray:
+    """Counts of (label, prediction) pairs over the ``TINY`` test split, computed without the metric class."""
+    model = isnet.load_checkpoint(ckpt)
+    datamodule = SyntheticDataModule(num_classes=4, image_size=32, num_train=8, num_val=3, batch_size=4)
+    datamodule.setup("test")
+    k = 4
+    confmat = np.zeros((k, k), dtype=np.int64)
+    with torch.inference_mode():
+        for sample in datamodule.test_dataset:
+            pred = model(sample["image"][None]).argmax(1)[0].numpy()  # eval mode: resized to the label size
+            target = sample["mask"].numpy()
+            keep = target != 255
+            confmat += np.bincount(target[keep] * k + pred[keep], minlength=k * k).reshape(k, k)
+    return confmat
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from isnet.data import SyntheticDataModule
 from isnet.viz import colorize, default_palette
 
 from ..helpers import reference_state_dict
-from .conftest import tiny_config
+from .conftest import independent_confmat, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +51,7 @@ def test_eval_reports_the_checkpoints_metric(trained_run: Path, tmp_path: Path) 
     """The evaluated mIoU equals an independent pass over the test split with the same weights."""
     cfg = tiny_config("eval", tmp_path, [f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}"])
     result = evaluate(cfg)
-    model = isnet.load_checkpoint(trained_run / "checkpoints" / "last.ckpt")
-    datamodule = SyntheticDataModule(num_classes=4, image_size=32, num_train=8, num_val=3, batch_size=4)
-    datamodule.setup("test")
-    k = 4
-    confmat = np.zeros((k, k), dtype=np.int64)
-    with torch.inference_mode():
-        for sample in datamodule.test_dataset:
-            pred = (
-                model(sample["image"][None]).argmax(1)[0].numpy()
-            )  # eval mode: resized to the input = label size
-            target = sample["mask"].numpy()
-            confmat += np.bincount(target.ravel() * k + pred.ravel(), minlength=k * k).reshape(k, k)
+    confmat = independent_confmat(trained_run / "checkpoints" / "last.ckpt")
     inter = np.diag(confmat)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / (confmat.sum(0) + confmat.sum(1) - inter)

@@ -12,31 +12,14 @@ import torch
 from PIL import Image
 from pytorch_lightning.loggers import TensorBoardLogger
 
-import isnet
 import isnet.cli.eval as eval_cli
 from isnet.data import SyntheticDataModule
 from isnet.lit import ISNetModule, PredictionOverlays
 from isnet.viz import default_palette, denormalize, prediction_panel
 
-from .conftest import tiny_config
+from .conftest import independent_confmat, tiny_config
 
 NAMES = ["background", "shape_1", "shape_2", "shape_3"]
-
-
-def _independent_confmat(ckpt: Path) -> np.ndarray:
-    """Counts of (label, prediction) pairs over the tiny test split, computed without the metric class."""
-    model = isnet.load_checkpoint(ckpt)
-    datamodule = SyntheticDataModule(num_classes=4, image_size=32, num_train=8, num_val=3, batch_size=4)
-    datamodule.setup("test")
-    k = 4
-    confmat = np.zeros((k, k), dtype=np.int64)
-    with torch.inference_mode():
-        for sample in datamodule.test_dataset:
-            pred = model(sample["image"][None]).argmax(1)[0].numpy()
-            target = sample["mask"].numpy()
-            keep = target != 255
-            confmat += np.bincount(target[keep] * k + pred[keep], minlength=k * k).reshape(k, k)
-    return confmat
 
 
 def test_eval_writes_iou_and_confusion_plots(
@@ -68,7 +51,7 @@ def test_eval_writes_iou_and_confusion_plots(
             assert img.format == "PNG" and min(img.size) > 100
     assert not list(out_json.parent.glob(".*.tmp"))  # written atomically
 
-    counts = _independent_confmat(ckpt)
+    counts = independent_confmat(ckpt)
     rows = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = np.where(rows > 0, counts / rows, np.nan)
