@@ -16,12 +16,14 @@ from isnet.data.datasets.cocostuff10k import COCOStuff10kDataModule
 from isnet.data.datasets.folder import FolderDataModule
 from isnet.data.datasets.lip import LIPDataModule
 from isnet.data.datasets.synthetic import SyntheticDataModule
+from isnet.data.sampler import DistributedEvalSampler
 
 __all__ = [
     "ADE20kDataModule",
     "COCOStuff10kDataModule",
     "CityscapesDataModule",
     "DATAMODULES",
+    "DistributedEvalSampler",
     "FileSegDataModule",
     "FolderDataModule",
     "LIPDataModule",

@@ -3,7 +3,9 @@
 Reproduces the sssegmentation data loading contract (`ssseg/modules/datasets/builder.py`,
 `ssseg/train.py`): the configured batch size is the GLOBAL batch (the paper's "BS 16" over 8 GPUs), the
 train loader shuffles and drops the last incomplete batch, and evaluation runs one image at a time at
-the dataset's test resolution with labels kept at their original size.
+the dataset's test resolution with labels kept at their original size. Under DDP the evaluation loaders
+divide the images between the ranks with :class:`~isnet.data.sampler.DistributedEvalSampler` (no padding, so
+every image is counted once, as the reference does by de-duplicating results by image id).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from isnet.data.datasets.base import (
@@ -26,12 +29,10 @@ from isnet.data.datasets.base import (
     SegSample,
     read_label,
 )
+from isnet.data.sampler import DistributedEvalSampler
 from isnet.data.transforms import build_test_transforms, build_train_transforms
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
-
-_STAGES = ("fit", "validate", "test", "predict", None)
-
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy, ``random`` and the dataset's transform in a DataLoader worker.
@@ -241,10 +242,13 @@ class SegDataModule(pl.LightningDataModule):
         """Nothing to download: datasets are prepared by ``scripts/prepare_<dataset>.py``."""
 
     def _world(self) -> tuple[int, int]:
+        """(world size, rank): the trainer's, else the initialised process group's, else (1, 0)."""
         trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return int(trainer.world_size), int(trainer.global_rank)
+        if trainer is not None:
+            return int(trainer.world_size), int(trainer.global_rank)
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
 
     def setup(self, stage: str | None = None) -> None:
         """Split the global batch over ranks and build the datasets the stage needs.
@@ -252,8 +256,6 @@ class SegDataModule(pl.LightningDataModule):
         Raises:
             ValueError: ``batch_size`` is not divisible by the world size, or a split is empty.
         """
-        if stage not in _STAGES:
-            raise ValueError(f"stage must be one of {list(_STAGES)}, got {stage!r}.")
         world_size, _ = self._world()
         if self.batch_size % world_size != 0:
             raise ValueError(
@@ -287,7 +289,10 @@ class SegDataModule(pl.LightningDataModule):
         if getattr(self, attr) is None:
             self.setup(stage)
         dataset = getattr(self, attr)
-        _, rank = self._world()
+        world_size, rank = self._world()
+        # Evaluation under DDP: each rank takes every world_size-th image, without padding (ranks may differ
+        # by one image). Lightning keeps a DistributedSampler subclass instead of injecting its own.
+        sampler = DistributedEvalSampler(dataset, world_size, rank) if world_size > 1 and not train else None
         # Offsetting by the rank gives each rank its own augmentation stream.
         generator = torch.Generator().manual_seed(self.seed + rank)
         if train and self.num_workers == 0:
@@ -299,6 +304,7 @@ class SegDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size_per_device if train else self.val_batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -313,7 +319,7 @@ class SegDataModule(pl.LightningDataModule):
         return self._loader("train_dataset", "fit", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        """Ordered eval loader over the val split (batch 1 by default)."""
+        """Ordered eval loader over the val split (batch 1 by default; this rank's share under DDP)."""
         return self._loader("val_dataset", "validate", train=False)
 
     def test_dataloader(self) -> DataLoader:

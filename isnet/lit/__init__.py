@@ -1,7 +1,7 @@
 """Lightning glue: the training/evaluation module, its poly schedule and callbacks."""
 
 from isnet.lit.callbacks import EpochSeed, MetricsHistory, PredictionOverlays
-from isnet.lit.module import ISNetModule, with_eval_sampler
+from isnet.lit.module import ISNetModule
 from isnet.lit.schedule import PolyLR, poly_lr, steps_per_epoch
 
 __all__ = [
@@ -12,5 +12,4 @@ __all__ = [
     "PredictionOverlays",
     "poly_lr",
     "steps_per_epoch",
-    "with_eval_sampler",
 ]

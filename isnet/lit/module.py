@@ -12,8 +12,8 @@ Reproduces ``ssseg/train.py`` and ``ssseg/test.py`` for ISNet:
   used for validation during training) and accumulated into a dataset-level confusion matrix
   (:class:`isnet.metrics.SegmentationIoU`).
 
-Under DDP the evaluation loaders get a :class:`isnet.metrics.DistributedEvalSampler` (no padding), so every
-image is counted exactly once, as the reference does by de-duplicating results by image id.
+Under DDP the DataModule's evaluation loaders split the images without padding
+(:class:`isnet.data.DistributedEvalSampler`), so every image is counted exactly once.
 """
 
 from __future__ import annotations
@@ -27,53 +27,16 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics import MaxMetric
 
 from isnet.inference import SINGLE_SCALE, InferenceConfig, run_inference
 from isnet.lit.schedule import PolyLR
-from isnet.metrics import DistributedEvalSampler, SegmentationIoU
+from isnet.metrics import SegmentationIoU
 from isnet.models import ISNet, ISNetLoss
 
-__all__ = ["ISNetModule", "with_eval_sampler"]
+__all__ = ["ISNetModule"]
 
 _LOSS_TERMS = ("stage2", "stage1", "aux")
-
-
-def with_eval_sampler(loader: DataLoader, num_replicas: int, rank: int) -> DataLoader:
-    """Return ``loader`` rebuilt around a :class:`DistributedEvalSampler` (no padding, no shuffling).
-
-    Lightning keeps any sampler that subclasses ``DistributedSampler``, so the rebuilt loader is used as is
-    instead of getting a padding ``DistributedSampler`` injected. Loaders that already have a distributed
-    sampler are returned unchanged.
-
-    Args:
-        loader: An evaluation ``DataLoader`` (sequential sampler).
-        num_replicas: World size.
-        rank: This process's global rank.
-
-    Returns:
-        A ``DataLoader`` over the same dataset with the same batch size, workers and collate function.
-    """
-    if isinstance(loader.sampler, DistributedSampler) or loader.batch_sampler is None:
-        return loader
-    sampler = DistributedEvalSampler(loader.dataset, num_replicas=num_replicas, rank=rank)
-    kwargs: dict[str, Any] = dict(
-        batch_size=loader.batch_size,
-        sampler=sampler,
-        num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        drop_last=False,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        generator=loader.generator,
-        persistent_workers=loader.persistent_workers,
-    )
-    if loader.num_workers > 0:
-        kwargs["prefetch_factor"] = loader.prefetch_factor
-        kwargs["multiprocessing_context"] = loader.multiprocessing_context
-    return DataLoader(loader.dataset, **kwargs)
 
 
 def _as_dict(config: InferenceConfig) -> dict[str, Any]:
@@ -214,32 +177,6 @@ class ISNetModule(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
         """Run the network (train mode: dict of logits; eval mode: stage-2 logits at input size)."""
         return self.model(images)
-
-    def setup(self, stage: str) -> None:
-        """Give the datamodule's evaluation loaders a non-padding distributed sampler when run under DDP."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if datamodule is None or getattr(datamodule, "_isnet_eval_sampler", False):
-            return
-        for hook in ("val_dataloader", "test_dataloader"):
-            original = getattr(datamodule, hook, None)
-            if original is None:
-                continue
-
-            def patched(original=original, datamodule=datamodule) -> Any:
-                loaders = original()
-                # world size and rank are read at call time: the datamodule may serve several trainers
-                trainer = getattr(datamodule, "trainer", None)
-                if trainer is None or trainer.world_size <= 1:
-                    return loaders
-                world, rank = trainer.world_size, trainer.global_rank
-                if isinstance(loaders, DataLoader):
-                    return with_eval_sampler(loaders, world, rank)
-                if isinstance(loaders, list | tuple):
-                    return type(loaders)(with_eval_sampler(dl, world, rank) for dl in loaders)
-                return loaders
-
-            setattr(datamodule, hook, patched)
-        datamodule._isnet_eval_sampler = True
 
     def on_train_start(self) -> None:
         # Sanity-check batches must not leak into the first validation result. The best mIoU is kept: it is

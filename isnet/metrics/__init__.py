@@ -1,8 +1,7 @@
-"""Evaluation metrics: dataset-level mIoU and a non-padding distributed evaluation sampler."""
+"""Evaluation metrics: dataset-level mIoU from a confusion matrix."""
 
 from __future__ import annotations
 
 from isnet.metrics.miou import SegmentationIoU, confusion_matrix, metrics_from_confusion_matrix
-from isnet.metrics.sampler import DistributedEvalSampler
 
-__all__ = ["DistributedEvalSampler", "SegmentationIoU", "confusion_matrix", "metrics_from_confusion_matrix"]
+__all__ = ["SegmentationIoU", "confusion_matrix", "metrics_from_confusion_matrix"]

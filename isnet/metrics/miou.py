@@ -80,7 +80,7 @@ class SegmentationIoU(Metric):
 
     The state is one ``(K, K)`` int64 matrix summed across processes (``dist_reduce_fx="sum"``). Under DDP
     every image must therefore be seen by exactly one process: give the evaluation DataLoader a
-    :class:`isnet.metrics.DistributedEvalSampler` (no padding, ranks may get uneven counts) instead of the
+    :class:`isnet.data.DistributedEvalSampler` (no padding, ranks may get uneven counts) instead of the
     padding ``DistributedSampler`` that Lightning would otherwise inject. Lightning keeps any sampler that
     subclasses ``DistributedSampler``, so ``use_distributed_sampler=True`` can stay on.
 

@@ -7,7 +7,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from isnet.metrics import DistributedEvalSampler, SegmentationIoU
+from isnet.data import DistributedEvalSampler
+from isnet.metrics import SegmentationIoU
 
 NUM_CLASSES = 6
 NUM_IMAGES = 7  # odd: a padding sampler would evaluate one image twice

@@ -15,6 +15,7 @@ from torch.utils.data import RandomSampler, SequentialSampler
 
 from isnet.data import (
     DATAMODULES,
+    DistributedEvalSampler,
     LIPDataModule,
     SegDataModule,
     SyntheticDataModule,
@@ -119,7 +120,44 @@ def test_global_batch_is_split_over_ranks():
     # 20 samples / 2 per device = 10 steps on one rank (Lightning's DistributedSampler shrinks it further).
     assert len(loader) == 10
     val = dm.val_dataloader()
-    assert val.batch_size == 1 and val.drop_last is False and isinstance(val.sampler, SequentialSampler)
+    assert val.batch_size == 1 and val.drop_last is False and isinstance(val.sampler, DistributedEvalSampler)
+    assert list(val.sampler) == [1]  # 2 val images over 4 ranks: rank 1 gets image 1, no padding
+
+
+@pytest.mark.parametrize("hook", ["val_dataloader", "test_dataloader"])
+def test_eval_loaders_split_uneven_ranks_without_padding(hook):
+    shards = []
+    for rank in range(2):
+        dm = SyntheticDataModule(batch_size=2, num_train=4, num_val=5, image_size=16)
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = getattr(dm, hook)()
+        assert isinstance(loader.sampler, DistributedEvalSampler)
+        shards.append([name for batch in loader for name in batch["name"]])
+    assert [len(s) for s in shards] == [3, 2]
+    split = "val" if hook == "val_dataloader" else "test"
+    assert sorted(shards[0] + shards[1]) == [f"synthetic_{split}_{i:06d}" for i in range(5)]
+    single = SyntheticDataModule(batch_size=2, num_train=4, num_val=5, image_size=16)
+    assert isinstance(getattr(single, hook)().sampler, SequentialSampler)
+
+
+@pytest.mark.parametrize(("size", "world"), [(7, 2), (10, 3), (2, 4), (0, 2)])
+def test_eval_sampler_partitions_without_padding(size: int, world: int) -> None:
+    dataset = list(range(size))
+    shards = [list(DistributedEvalSampler(dataset, num_replicas=world, rank=r)) for r in range(world)]
+    assert sorted(i for shard in shards for i in shard) == dataset
+    assert [len(DistributedEvalSampler(dataset, num_replicas=world, rank=r)) for r in range(world)] == [
+        len(s) for s in shards
+    ]
+    assert max(map(len, shards)) - min(map(len, shards)) <= (1 if size else 0)
+
+
+def test_eval_sampler_defaults_and_validation() -> None:
+    sampler = DistributedEvalSampler(list(range(5)))
+    assert list(sampler) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="rank"):
+        DistributedEvalSampler(list(range(5)), num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="num_replicas"):
+        DistributedEvalSampler(list(range(5)), num_replicas=0, rank=0)
 
 
 def test_batch_not_divisible_by_world_size():

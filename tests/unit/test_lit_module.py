@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from isnet.data import SyntheticDataModule, seg_collate
-from isnet.lit import ISNetModule, steps_per_epoch, with_eval_sampler
-from isnet.metrics import DistributedEvalSampler
+from isnet.lit import ISNetModule, steps_per_epoch
 
 TINY = {"backbone": "resnet18d", "pretrained": False, "feats_channels": 32, "transform_channels": 16}
 NUM_CLASSES = 4
@@ -224,20 +223,6 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
 def test_num_classes_must_agree_with_model_config() -> None:
     with pytest.raises(ValueError, match="model_config.num_classes=150 disagrees with num_classes=4"):
         ISNetModule(model_config={**TINY, "num_classes": 150}, num_classes=4)
-
-
-def test_eval_sampler_splits_without_padding() -> None:
-    dataset = list(range(5))
-    loader = DataLoader(dataset, batch_size=2, collate_fn=list)
-    indices = []
-    for rank in range(2):
-        wrapped = with_eval_sampler(loader, num_replicas=2, rank=rank)
-        assert isinstance(wrapped.sampler, DistributedEvalSampler)
-        assert wrapped.batch_size == 2 and wrapped.collate_fn is list
-        indices.append([i for batch in wrapped for i in batch])
-    assert indices == [[0, 2, 4], [1, 3]]
-    already = with_eval_sampler(loader, 2, 0)
-    assert with_eval_sampler(already, 2, 0) is already
 
 
 def test_compile_setting_reaches_the_network_but_not_its_checkpoint_config() -> None:

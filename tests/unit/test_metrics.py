@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from isnet.metrics import DistributedEvalSampler, SegmentationIoU
+from isnet.metrics import SegmentationIoU
 
 IGNORE = 255
 
@@ -171,23 +171,3 @@ def test_invalid_preds_are_rejected() -> None:
 def test_num_classes_validation(bad) -> None:
     with pytest.raises(ValueError, match="num_classes"):
         SegmentationIoU(num_classes=bad)
-
-
-@pytest.mark.parametrize(("size", "world"), [(7, 2), (10, 3), (2, 4), (0, 2)])
-def test_eval_sampler_partitions_without_padding(size: int, world: int) -> None:
-    dataset = list(range(size))
-    shards = [list(DistributedEvalSampler(dataset, num_replicas=world, rank=r)) for r in range(world)]
-    assert sorted(i for shard in shards for i in shard) == dataset
-    assert [len(DistributedEvalSampler(dataset, num_replicas=world, rank=r)) for r in range(world)] == [
-        len(s) for s in shards
-    ]
-    assert max(map(len, shards)) - min(map(len, shards)) <= (1 if size else 0)
-
-
-def test_eval_sampler_defaults_and_validation() -> None:
-    sampler = DistributedEvalSampler(list(range(5)))
-    assert list(sampler) == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="rank"):
-        DistributedEvalSampler(list(range(5)), num_replicas=2, rank=2)
-    with pytest.raises(ValueError, match="num_replicas"):
-        DistributedEvalSampler(list(range(5)), num_replicas=0, rank=0)

@@ -21,7 +21,8 @@ class DistributedEvalSampler(DistributedSampler):
     """Split a dataset across ranks without padding or shuffling.
 
     It subclasses ``DistributedSampler`` only so that Lightning (``use_distributed_sampler=True``) keeps it
-    instead of injecting a padding sampler. Because ranks may run a different number of steps, nothing in the
+    instead of injecting a padding sampler; :class:`isnet.data.SegDataModule` builds its evaluation loaders
+    with it under DDP. Because ranks may run a different number of steps, nothing in the
     evaluation step may call a collective (e.g. ``self.log(..., sync_dist=True)`` per step); metric states
     are synchronised once, in ``compute()``.
 
