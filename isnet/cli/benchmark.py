@@ -1,6 +1,6 @@
 """Benchmark ISNet on this machine (and the reference sssegmentation beside it), written as JSON plus a table.
 
-Each timed case runs in its own worker process per implementation (``isnet/cli/bench_worker.py``), so peak RSS
+Each timed case runs in its own worker process per implementation (``tools/bench_worker.py``), so peak RSS
 is that case's own; the parent alternates single iterations between the implementations (one warm-up each, then
 ``--repeats`` rounds) so both see the same machine load, and reports min / median and our/their ratio. The
 reference is built with its own random weights and ours loads exactly those weights. In-process extras: the
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 __all__ = ["main", "slc_loop", "time_fn"]
 
-WORKER = Path(__file__).with_name("bench_worker.py")
+WORKER = Path(__file__).resolve().parents[2] / "tools" / "bench_worker.py"  # a developer tool, not installed
 
 
 def slc_loop(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

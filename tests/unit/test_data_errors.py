@@ -18,7 +18,7 @@ from isnet.data import (
     SyntheticDataModule,
     build_datamodule,
 )
-from isnet.data import fixtures as fx
+from tests import fixtures as fx
 from isnet.data.datasets.base import read_image
 
 SMALL = {

@@ -22,7 +22,7 @@ from isnet.data import (
     build_datamodule,
     seg_collate,
 )
-from isnet.data import fixtures as fx
+from tests import fixtures as fx
 from isnet.data.transforms import TEST_SETTINGS, TRAIN_SETTINGS
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"

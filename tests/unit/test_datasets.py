@@ -25,7 +25,7 @@ from isnet.data import (
     LIPDataModule,
     SyntheticDataModule,
 )
-from isnet.data import fixtures as fx
+from tests import fixtures as fx
 from isnet.data.datasets.base import read_image, read_label
 from isnet.data.datasets.synthetic import SyntheticSegDataset
 
