@@ -1,4 +1,4 @@
-"""Tiny datasets in each official on-disk layout, for tests and smoke runs.
+"""Tiny datasets in each official on-disk layout, for the tests.
 
 Every writer creates a few small images of odd sizes (e.g. 37x53) with blocky labels whose raw values
 cover the dataset's id range (ignore ids included), in exactly the folder layout, file names and formats
@@ -19,6 +19,8 @@ from PIL import Image
 
 __all__ = [
     "FIXTURE_SIZES",
+    "SMALL",
+    "WRITERS",
     "blocky_label",
     "write_ade20k",
     "write_cityscapes",
@@ -28,6 +30,16 @@ __all__ = [
     "write_image",
     "zip_folder",
 ]
+
+# DataModule settings sized for the fixture images: small resize and crop, batch 2, no workers.
+SMALL = {
+    "crop_size": [24, 32],
+    "scale": [64, 32],
+    "test_scale": [64, 32],
+    "batch_size": 2,
+    "num_workers": 0,
+    "pin_memory": False,
+}
 
 # (h, w) of the fixture images, cycled; odd sizes catch off-by-one resize/pad bugs.
 FIXTURE_SIZES: tuple[tuple[int, int], ...] = ((40, 56), (37, 53), (45, 61), (52, 39), (41, 41))
@@ -78,8 +90,25 @@ def _write_png_label(path: Path, label: np.ndarray) -> None:
     Image.fromarray(label.astype(np.uint8)).save(path)
 
 
-def _size(i: int) -> tuple[int, int]:
-    return FIXTURE_SIZES[i % len(FIXTURE_SIZES)]
+def _write_sample(
+    image: Path, label: Path | None, i: int, values: Sequence[int], rng: np.random.Generator
+) -> np.ndarray:
+    """Write sample ``i``'s image (its size cycled from FIXTURE_SIZES) and its PNG label unless ``None``.
+
+    Returns:
+        The raw label drawn from ``values``.
+    """
+    shape = FIXTURE_SIZES[i % len(FIXTURE_SIZES)]
+    write_image(image, _random_image(shape, rng))
+    mask = blocky_label(shape, values, rng)
+    if label is not None:
+        _write_png_label(label, mask)
+    return mask
+
+
+def _write_list(path: Path, ids: Sequence[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(ids) + "\n")
 
 
 def write_ade20k(
@@ -103,14 +132,11 @@ def write_ade20k(
         ids = []
         for i in range(n):
             sample_id = f"{prefix}_{i + 1:08d}"
-            shape = _size(i)
-            write_image(base / "images" / folder / f"{sample_id}.jpg", _random_image(shape, rng))
-            _write_png_label(
-                base / "annotations" / folder / f"{sample_id}.png", blocky_label(shape, values, rng)
-            )
+            image = base / "images" / folder / f"{sample_id}.jpg"
+            _write_sample(image, base / "annotations" / folder / f"{sample_id}.png", i, values, rng)
             ids.append(sample_id)
         if with_lists:
-            (base / f"{split}.txt").write_text("\n".join(ids) + "\n")
+            _write_list(base / f"{split}.txt", ids)
     return root
 
 
@@ -140,11 +166,8 @@ def write_cityscapes(
         for i in range(n):
             city = cities[split][i % len(cities[split])]
             stem = f"{city}_{i:06d}_{19 + i:06d}"
-            shape = _size(i)
-            write_image(
-                root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", _random_image(shape, rng)
-            )
-            label = blocky_label(shape, values, rng)
+            image = root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
+            label = _write_sample(image, None, i, values, rng)
             if label_ids:
                 _write_png_label(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label)
             if train_ids:
@@ -177,16 +200,13 @@ def write_cocostuff10k(
         ids = []
         for i in range(n):
             sample_id = f"{prefix}_{100 * i + 7 + (split == 'test'):012d}"
-            shape = _size(i)
-            write_image(root / "images" / f"{sample_id}.jpg", _random_image(shape, rng))
-            label = blocky_label(shape, values, rng)
+            label = _write_sample(root / "images" / f"{sample_id}.jpg", None, i, values, rng)
             (root / "annotations").mkdir(parents=True, exist_ok=True)
             scipy.io.savemat(str(root / "annotations" / f"{sample_id}.mat"), {"S": label.astype(np.uint16)})
             if png:
                 _write_png_label(root / "annotations_png" / f"{sample_id}.png", label)
             ids.append(sample_id)
-        (root / "imageLists").mkdir(parents=True, exist_ok=True)
-        (root / "imageLists" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        _write_list(root / "imageLists" / f"{split}.txt", ids)
     return root
 
 
@@ -216,12 +236,9 @@ def write_lip(
         ids = []
         for i in range(n):
             sample_id = f"{1000 * (split == 'val') + 77 + i}_{i + 1}"
-            shape = _size(i)
-            write_image(image_dir / f"{sample_id}.jpg", _random_image(shape, rng))
-            _write_png_label(label_dir / f"{sample_id}.png", blocky_label(shape, values, rng))
+            _write_sample(image_dir / f"{sample_id}.jpg", label_dir / f"{sample_id}.png", i, values, rng)
             ids.append(sample_id)
-        list_file.parent.mkdir(parents=True, exist_ok=True)
-        list_file.write_text("\n".join(ids) + "\n")
+        _write_list(list_file, ids)
     return root
 
 
@@ -248,9 +265,9 @@ def write_folder(
         sub = split if split_folders else ""
         for i in range(n):
             stem = f"{split}_{i:03d}"
-            shape = _size(i)
-            write_image(root / "images" / sub / f"{stem}.png", _random_image(shape, rng))
-            _write_png_label(root / "masks" / sub / f"{stem}.png", blocky_label(shape, values, rng))
+            _write_sample(
+                root / "images" / sub / f"{stem}.png", root / "masks" / sub / f"{stem}.png", i, values, rng
+            )
     content = {"classes": list(classes), "ignore_index": raw_ignore}
     (root / "classes.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
     return root
@@ -264,3 +281,13 @@ def zip_folder(src: str | Path, zip_path: str | Path, arc_prefix: str = "") -> P
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             zf.write(path, arcname=str(Path(arc_prefix) / path.relative_to(src)))
     return zip_path
+
+
+# The writer of each file dataset, by DataModule name.
+WRITERS = {
+    "ade20k": write_ade20k,
+    "cityscapes": write_cityscapes,
+    "cocostuff10k": write_cocostuff10k,
+    "folder": write_folder,
+    "lip": write_lip,
+}

@@ -18,17 +18,8 @@ from isnet.data import (
     SyntheticDataModule,
     build_datamodule,
 )
-from tests import fixtures as fx
 from isnet.data.datasets.base import read_image
-
-SMALL = {
-    "crop_size": [24, 32],
-    "scale": [64, 32],
-    "test_scale": [64, 32],
-    "batch_size": 2,
-    "num_workers": 0,
-    "pin_memory": False,
-}
+from tests import fixtures as fx
 
 
 @pytest.mark.parametrize(
@@ -41,7 +32,7 @@ SMALL = {
     ],
 )
 def test_missing_root_names_layout_and_script(tmp_path, cls, layout_hint, script):
-    dm = cls(root=tmp_path / "nowhere", **SMALL)
+    dm = cls(root=tmp_path / "nowhere", **fx.SMALL)
     with pytest.raises(FileNotFoundError) as err:
         dm.setup("fit")
     message = str(err.value)
@@ -60,7 +51,7 @@ def test_folder_missing_root_and_classes(tmp_path):
 def test_missing_split_folder(tmp_path):
     root = fx.write_ade20k(tmp_path)
     shutil.rmtree(root / "ADEChallengeData2016" / "images" / "validation")
-    dm = ADE20kDataModule(root=root, **SMALL)
+    dm = ADE20kDataModule(root=root, **fx.SMALL)
     with pytest.raises(
         FileNotFoundError, match=r"split 'val' folder .*images/validation.*prepare_ade20k\.py"
     ):
@@ -68,7 +59,7 @@ def test_missing_split_folder(tmp_path):
 
 
 def test_unknown_split(tmp_path):
-    dm = ADE20kDataModule(root=fx.write_ade20k(tmp_path), val_split="test", **SMALL)
+    dm = ADE20kDataModule(root=fx.write_ade20k(tmp_path), val_split="test", **fx.SMALL)
     with pytest.raises(ValueError, match=r"split must be one of \['train', 'val'\], got 'test'"):
         dm.setup("validate")
 
@@ -77,7 +68,7 @@ def test_image_without_label_names_both_paths(tmp_path):
     root = fx.write_lip(tmp_path)
     label = root / "TrainVal_parsing_annotations" / "val_segmentations" / "1078_2.png"
     label.unlink()
-    dm = LIPDataModule(root=root, **SMALL)
+    dm = LIPDataModule(root=root, **fx.SMALL)
     with pytest.raises(FileNotFoundError) as err:
         dm.setup("validate")
     assert str(label) in str(err.value)
@@ -87,7 +78,7 @@ def test_image_without_label_names_both_paths(tmp_path):
 def test_listed_image_missing(tmp_path):
     root = fx.write_cocostuff10k(tmp_path)
     (root / "imageLists" / "test.txt").write_text("COCO_val2014_999\n")
-    dm = COCOStuff10kDataModule(root=root, **SMALL)
+    dm = COCOStuff10kDataModule(root=root, **fx.SMALL)
     with pytest.raises(FileNotFoundError, match=r"COCO_val2014_999\.jpg.*listed in .*test\.txt"):
         dm.setup("validate")
 
@@ -96,7 +87,7 @@ def test_size_mismatch_names_file_and_sizes(tmp_path):
     root = fx.write_ade20k(tmp_path)
     label = root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png"
     Image.fromarray(np.ones((30, 20), dtype=np.uint8)).save(label)
-    dm = ADE20kDataModule(root=root, **SMALL)
+    dm = ADE20kDataModule(root=root, **fx.SMALL)
     dm.setup("validate")
     with pytest.raises(ValueError) as err:
         dm.val_dataset[0]
@@ -110,7 +101,7 @@ def test_label_values_out_of_range(tmp_path):
     values = np.full((37, 53), 5, dtype=np.uint8)
     values[0, :3] = (151, 200, 255)  # 255 is tolerated (ignore); 151 and 200 have no class
     Image.fromarray(values).save(label)
-    dm = ADE20kDataModule(root=root, **SMALL)
+    dm = ADE20kDataModule(root=root, **fx.SMALL)
     dm.setup("validate")
     with pytest.raises(ValueError) as err:
         dm.val_dataset[1]
@@ -118,7 +109,7 @@ def test_label_values_out_of_range(tmp_path):
     assert str(label) in message and "151->invalid" in message and "200->invalid" in message
     assert "255" not in message.split("after mapping:")[1].split(".")[0]
     # The check can be switched off: invalid ids then become ignore.
-    unchecked = ADE20kDataModule(root=root, check_labels=False, **SMALL)
+    unchecked = ADE20kDataModule(root=root, check_labels=False, **fx.SMALL)
     unchecked.setup("validate")
     mask = unchecked.val_dataset[1]["mask"].numpy()
     assert mask[0, 0] == mask[0, 1] == mask[0, 2] == 255 and mask[1, 0] == 4
@@ -127,7 +118,7 @@ def test_label_values_out_of_range(tmp_path):
 def test_cityscapes_train_ids_read_as_label_ids(tmp_path):
     root = fx.write_cityscapes(tmp_path, label_ids=False, train_ids=True)
     # Forcing labelIds when only train-id files exist: the label is missing and named.
-    dm = CityscapesDataModule(root=root, label_type="labelIds", **SMALL)
+    dm = CityscapesDataModule(root=root, label_type="labelIds", **fx.SMALL)
     with pytest.raises(FileNotFoundError, match=r"_gtFine_labelIds\.png"):
         dm.setup("validate")
 
@@ -138,7 +129,7 @@ def test_lip_label_out_of_range(tmp_path):
     values = np.zeros((40, 56), dtype=np.uint8)
     values[5, 5] = 20
     Image.fromarray(values).save(label)
-    dm = LIPDataModule(root=root, **SMALL)
+    dm = LIPDataModule(root=root, **fx.SMALL)
     dm.setup("validate")
     with pytest.raises(
         ValueError, match=re.escape(f"Label {label} has values outside [0, 20)") + r".*: 20\."
@@ -162,7 +153,7 @@ def test_truncated_image_in_dataset(tmp_path):
     image = root / "ADEChallengeData2016" / "images" / "validation" / "ADE_val_00000001.jpg"
     data = image.read_bytes()
     image.write_bytes(data[: len(data) // 2])
-    dm = ADE20kDataModule(root=root, **SMALL)
+    dm = ADE20kDataModule(root=root, **fx.SMALL)
     dm.setup("validate")
     with pytest.raises(OSError, match=re.escape(str(image)) + ".*truncated"):
         dm.val_dataset[0]
@@ -179,7 +170,7 @@ def test_truncated_png(tmp_path):
 def test_empty_split(tmp_path):
     root = fx.write_ade20k(tmp_path)
     (root / "ADEChallengeData2016" / "train.txt").write_text("\n")
-    dm = ADE20kDataModule(root=root, **SMALL)
+    dm = ADE20kDataModule(root=root, **fx.SMALL)
     with pytest.raises(ValueError, match=r"ade20k: split 'train' is empty.*prepare_ade20k\.py"):
         dm.setup("fit")
 
@@ -244,7 +235,7 @@ def test_folder_bad_classes_yaml(tmp_path, text, pattern):
 def test_folder_image_without_mask(tmp_path):
     root = fx.write_folder(tmp_path)
     (root / "masks" / "train" / "train_001.png").unlink()
-    dm = FolderDataModule(root=root, **SMALL)
+    dm = FolderDataModule(root=root, **fx.SMALL)
     with pytest.raises(
         FileNotFoundError, match=r"train_001\.png has no mask: expected .*masks/train/train_001\.png"
     ):

@@ -22,33 +22,18 @@ from isnet.data import (
     build_datamodule,
     seg_collate,
 )
-from tests import fixtures as fx
 from isnet.data.transforms import TEST_SETTINGS, TRAIN_SETTINGS
+from tests import fixtures as fx
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
-SMALL = {
-    "crop_size": [24, 32],
-    "scale": [64, 32],
-    "test_scale": [64, 32],
-    "batch_size": 2,
-    "num_workers": 0,
-    "pin_memory": False,
-}
-WRITERS = {
-    "ade20k": fx.write_ade20k,
-    "cityscapes": fx.write_cityscapes,
-    "cocostuff10k": fx.write_cocostuff10k,
-    "lip": fx.write_lip,
-    "folder": fx.write_folder,
-}
 
 
 def _make(name: str, tmp_path: Path, **overrides) -> SegDataModule:
-    kwargs = {**SMALL, **overrides}
+    kwargs = {**fx.SMALL, **overrides}
     if name == "synthetic":
         kwargs.pop("scale"), kwargs.pop("test_scale")
         return build_datamodule(name, num_classes=4, image_size=[29, 35], num_train=6, num_val=3, **kwargs)
-    return build_datamodule(name, root=WRITERS[name](tmp_path), **kwargs)
+    return build_datamodule(name, root=fx.WRITERS[name](tmp_path), **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(DATAMODULES))
@@ -82,7 +67,7 @@ def test_hydra_configs_instantiate(name, tmp_path):
     for key in ("crop_size", "batch_size", "num_workers"):
         assert key in cfg
     if name != "synthetic":
-        cfg.root = str(WRITERS[name](tmp_path))
+        cfg.root = str(fx.WRITERS[name](tmp_path))
     cfg.num_workers = 0
     dm = hydra.utils.instantiate(cfg)
     assert isinstance(dm, DATAMODULES[name])
@@ -194,7 +179,7 @@ def _first_batches(dm, n=2):
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_seeded_determinism(tmp_path, num_workers):
     root = fx.write_ade20k(tmp_path, n_train=4)
-    kwargs = {**SMALL, "num_workers": num_workers, "pin_memory": False}
+    kwargs = {**fx.SMALL, "num_workers": num_workers, "pin_memory": False}
     runs = []
     for seed in (7, 7, 8):
         dm = build_datamodule("ade20k", root=root, seed=seed, **kwargs)
