@@ -34,6 +34,7 @@ from isnet.data.transforms import build_test_transforms, build_train_transforms
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
 
+
 def seed_worker(worker_id: int) -> None:
     """Seed numpy, ``random`` and the dataset's transform in a DataLoader worker.
 

@@ -111,7 +111,7 @@ def _write_images(folder: Path, count: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        image, _ = dataset.generate(i)
+        image, _ = dataset.load(i)
         paths.append(folder / f"img{i}.png")
         Image.fromarray(image).save(paths[-1])
     return paths

@@ -226,11 +226,11 @@ def test_synthetic_deterministic_and_seed_dependent():
     b = SyntheticSegDataset(num_classes=4, image_size=(33, 47), length=5, split="train", seed=3)
     c = SyntheticSegDataset(num_classes=4, image_size=(33, 47), length=5, split="train", seed=4)
     v = SyntheticSegDataset(num_classes=4, image_size=(33, 47), length=5, split="val", seed=3)
-    ia, la = a.generate(2)
-    ib, lb = b.generate(2)
+    ia, la = a.load(2)
+    ib, lb = b.load(2)
     assert np.array_equal(ia, ib) and np.array_equal(la, lb)
-    assert not np.array_equal(ia, c.generate(2)[0])
-    assert not np.array_equal(ia, v.generate(2)[0])
+    assert not np.array_equal(ia, c.load(2)[0])
+    assert not np.array_equal(ia, v.load(2)[0])
     assert ia.shape == (33, 47, 3) and ia.dtype == np.uint8 and la.shape == (33, 47)
     assert set(np.unique(la).tolist()) <= set(range(4))
 
@@ -242,7 +242,7 @@ def test_synthetic_classes_are_separable_by_colour():
     palette = np.array(SyntheticDataModule(num_classes=5).palette, dtype=np.float32)
     hits = total = 0
     for i in range(20):
-        image, label = ds.generate(i)
+        image, label = ds.load(i)
         for k in np.unique(label):
             mean = image[label == k].reshape(-1, 3).astype(np.float32).mean(0)
             hits += int(np.argmin(((palette - mean) ** 2).sum(1)) == k)
@@ -254,7 +254,7 @@ def test_synthetic_boundary_ignore():
     ds = SyntheticSegDataset(num_classes=3, image_size=(40, 40), length=4, boundary_ignore=1, seed=1)
     values = set()
     for i in range(4):
-        values |= set(np.unique(ds.generate(i)[1]).tolist())
+        values |= set(np.unique(ds.load(i)[1]).tolist())
     assert 255 in values and values <= {0, 1, 2, 255}
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SegSample",
+    "SegDataset",
     "SegFileDataset",
     "read_image",
     "read_label",
@@ -278,19 +279,59 @@ def make_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in row) for row in colours]
 
 
-class SegFileDataset(Dataset):
-    """Image/label pairs read from disk, mapped, checked and transformed.
+class SegDataset(Dataset):
+    """Base of the datasets: turns the ``(image, label)`` pair of :meth:`load` into a sample dict.
 
-    Train samples are transformed jointly (``train_transform(image=, mask=)``); eval samples transform the
-    image only and keep the label at the original resolution, because evaluation resizes predictions
-    back to the original size (sssegmentation `test.py`).
+    Train samples are transformed jointly (``transform(image=, mask=)``); eval samples transform the image
+    only and keep the label at the original resolution, because evaluation resizes predictions back to the
+    original size (sssegmentation `test.py`). Without a transform the image is only normalised with
+    ``mean``/``std``. Subclasses set the attributes below and implement :meth:`load` and :meth:`sample_name`.
+
+    Attributes:
+        transform: Albumentations ``Compose`` (or any callable taking ``image=``, ``mask=`` and returning a
+            dict with ``image`` (3,h,w) float tensor and ``mask``), or ``None``.
+        train: Whether ``transform`` is a joint train transform (else applied to the image only).
+        mean: Normalisation mean without a transform (RGB, 0-255 units).
+        std: Normalisation std without a transform (RGB, 0-255 units).
+    """
+
+    transform: Callable[..., dict[str, Any]] | None = None
+    train: bool = True
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index`` untransformed: (H, W, 3) uint8 RGB and (H, W) uint8 train ids, 255 = ignore."""
+        raise NotImplementedError
+
+    def sample_name(self, index: int) -> str:
+        """Id of sample ``index`` in logs and prediction file names."""
+        raise NotImplementedError
+
+    def reseed(self, seed: int) -> None:
+        """Re-seed the transform's random state (albumentations keeps its own, separate from numpy)."""
+        reseed_transform(self.transform, seed)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, mask = self.load(index)
+        if self.transform is None:
+            image = to_normalized_tensor(image, self.mean, self.std)
+        elif self.train:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        else:
+            image = self.transform(image=image)["image"]
+        return {"image": image, "mask": torch.as_tensor(mask).long(), "name": self.sample_name(index)}
+
+
+class SegFileDataset(SegDataset):
+    """Image/label pairs read from disk, mapped, checked and transformed (see :class:`SegDataset`).
 
     Args:
         samples: The pairs to read.
         num_classes: K; mapped labels must lie in [0, K) or equal ``ignore_index``.
         lut: Raw id -> train id table from :func:`build_lut`, or ``None`` (raw labels are train ids).
-        transform: Albumentations ``Compose`` (or any callable taking ``image=``, ``mask=`` and returning a
-            dict with ``image`` (3,h,w) float tensor and ``mask``).
+        transform: See :class:`SegDataset`.
         train: Whether the transform is a joint train transform (else applied to the image only).
         check_labels: Whether to run :func:`check_label_values` on each label.
         ignore_index: Ignore value (255).
@@ -320,9 +361,9 @@ class SegFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def reseed(self, seed: int) -> None:
-        """Re-seed the transform's random state (albumentations keeps its own, separate from numpy)."""
-        reseed_transform(self.transform, seed)
+    def sample_name(self, index: int) -> str:
+        """The sample's file id (e.g. ``ADE_val_00000001``)."""
+        return self.samples[index].name
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read, map and check one sample without transforming it.
@@ -345,22 +386,3 @@ class SegFileDataset(Dataset):
             # Only reachable unchecked: ids without a train id become ignore instead of wrapping around.
             label = np.where((label < 0) | (label > 255), self.ignore_index, label)
         return image, label.astype(np.uint8, copy=False)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, label = self.load(index)
-        name = self.samples[index].name
-        if self.train:
-            if self.transform is None:
-                return {
-                    "image": to_normalized_tensor(image),
-                    "mask": torch.from_numpy(label.astype(np.int64)),
-                    "name": name,
-                }
-            out = self.transform(image=image, mask=label)
-            return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": name}
-        tensor = (
-            self.transform(image=image)["image"]
-            if self.transform is not None
-            else to_normalized_tensor(image)
-        )
-        return {"image": tensor, "mask": torch.from_numpy(label.astype(np.int64)), "name": name}

@@ -14,17 +14,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from isnet.data.datamodule import SegDataModule, _pair
-from isnet.data.datasets.base import (
-    IGNORE_INDEX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    reseed_transform,
-    to_normalized_tensor,
-)
+from isnet.data.datasets.base import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SegDataset
 
 __all__ = ["SyntheticSegDataset", "SyntheticDataModule", "synthetic_class_colours"]
 
@@ -64,7 +57,7 @@ def _pattern(
     return np.sin(u * freq + phase) * 0.8  # soft waves
 
 
-class SyntheticSegDataset(Dataset):
+class SyntheticSegDataset(SegDataset):
     """Deterministic procedural scenes.
 
     Args:
@@ -120,10 +113,6 @@ class SyntheticSegDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def reseed(self, seed: int) -> None:
-        """Re-seed the optional augmentation pipeline (the scenes themselves are fixed by index)."""
-        reseed_transform(self.transform, seed)
-
     def _draw_label(self, rng: np.random.Generator) -> np.ndarray:
         h, w = self.image_size
         label = np.zeros((h, w), dtype=np.uint8)
@@ -147,7 +136,11 @@ class SyntheticSegDataset(Dataset):
                 cv2.fillPoly(label, [pts.astype(np.int32)], cls)
         return label
 
-    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample_name(self, index: int) -> str:
+        """``synthetic_<split>_<index:06d>``."""
+        return f"synthetic_{self.split}_{index:06d}"
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Render sample ``index``.
 
         Returns:
@@ -175,18 +168,6 @@ class SyntheticSegDataset(Dataset):
             edge = cv2.dilate(label, kernel) != cv2.erode(label, kernel)
             label[edge] = IGNORE_INDEX
         return image, label
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, label = self.generate(index)
-        name = f"synthetic_{self.split}_{index:06d}"
-        if self.train and self.transform is not None:
-            out = self.transform(image=image, mask=label)
-            return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(), "name": name}
-        return {
-            "image": to_normalized_tensor(image, self.mean, self.std),
-            "mask": torch.from_numpy(label.astype(np.int64)),
-            "name": name,
-        }
 
 
 class SyntheticDataModule(SegDataModule):
