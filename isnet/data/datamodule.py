@@ -239,9 +239,6 @@ class SegDataModule(pl.LightningDataModule):
         """Build the dataset of ``split``; ``train`` selects the joint train transforms."""
         raise NotImplementedError
 
-    def prepare_data(self) -> None:
-        """Nothing to download: datasets are prepared by ``scripts/prepare_<dataset>.py``."""
-
     def _world(self) -> tuple[int, int]:
         """(world size, rank): the trainer's, else the initialised process group's, else (1, 0)."""
         trainer = getattr(self, "trainer", None)
@@ -265,24 +262,11 @@ class SegDataModule(pl.LightningDataModule):
             )
         self.batch_size_per_device = self.batch_size // world_size
         if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = self._checked(
-                self.make_dataset(self.train_split, train=True), self.train_split
-            )
+            self.train_dataset = self.make_dataset(self.train_split, train=True)
         if stage in ("fit", "validate", None) and self.val_dataset is None:
-            self.val_dataset = self._checked(self.make_dataset(self.val_split, train=False), self.val_split)
+            self.val_dataset = self.make_dataset(self.val_split, train=False)
         if stage in ("test", "predict", None) and self.test_dataset is None:
-            self.test_dataset = self._checked(
-                self.make_dataset(self.test_split, train=False), self.test_split
-            )
-
-    def _checked(self, dataset: Dataset, split: str) -> Dataset:
-        if len(dataset) == 0:  # type: ignore[arg-type]
-            raise ValueError(f"{self.name}: split {split!r} is empty; {self._where(split)}")
-        return dataset
-
-    def _where(self, split: str) -> str:
-        """Text telling the user where the split was looked for (overridden by file datasets)."""
-        return "check the dataset settings."
+            self.test_dataset = self.make_dataset(self.test_split, train=False)
 
     # ----------------------------------------------------------------------------------------------
     # loaders
@@ -378,19 +362,32 @@ class FileSegDataModule(SegDataModule):
         """All image/label pairs of ``split`` (raising if the layout is missing or a label is absent)."""
         raise NotImplementedError
 
-    def missing(self, what: Path | str) -> FileNotFoundError:
-        """Error for a missing root/split, naming the expected layout and the prepare script."""
-        return FileNotFoundError(
-            f"{self.name}: {what} not found. Expected layout under root={self.root}: {self.layout}. "
-            f"Prepare it with `python {self.prepare_script}`."
-        )
+    def expected_layout(self) -> str:
+        """Where the data was looked for: the layout under ``root`` and the script that prepares it."""
+        prepare = f"; prepare it with `python {self.prepare_script}`" if self.prepare_script else ""
+        return f"expected layout under root={self.root}: {self.layout}{prepare}."
 
-    def _where(self, split: str) -> str:
-        return f"expected layout under root={self.root}: {self.layout} (prepare with `python {self.prepare_script}`)."
+    def missing(self, what: Path | str) -> FileNotFoundError:
+        """Error for a missing root, folder or file, naming the expected layout and the prepare script."""
+        return FileNotFoundError(f"{self.name}: {what} not found; {self.expected_layout()}")
+
+    def require(self, *folders: Path, split: str | None = None) -> None:
+        """Raise :meth:`missing` for the dataset root or the first of ``folders`` that is not a folder."""
+        if not self.root.is_dir():
+            raise self.missing(f"dataset root {self.root}")
+        for folder in folders:
+            if not folder.is_dir():
+                raise self.missing(f"split {split!r} folder {folder}" if split else f"folder {folder}")
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
-        """Build a :class:`SegFileDataset` over the split's files with the train or eval transforms."""
+        """Build a :class:`SegFileDataset` over the split's files with the train or eval transforms.
+
+        Raises:
+            ValueError: The split has no samples.
+        """
         samples = self.list_samples(split)
+        if not samples:
+            raise ValueError(f"{self.name}: split {split!r} is empty; {self.expected_layout()}")
         transform = self.build_train_transform() if train else self.build_test_transform()
         return SegFileDataset(
             samples,

@@ -9,7 +9,6 @@ to (2048, 512) keeping the aspect ratio. Class names and palette are the referen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
@@ -368,22 +367,13 @@ class ADE20kDataModule(FileSegDataModule):
     layout = _LAYOUT
     prepare_script = "scripts/prepare_ade20k.py"
 
-    def __init__(
-        self, root: str | Path, crop_size: Any = (512, 512), batch_size: int = 16, **kwargs: Any
-    ) -> None:
-        super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
-
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split`` ("train" or "val"), from ``<split>.txt`` if present, else the folder."""
         if split not in _SPLIT_DIRS:
             raise ValueError(f"ADE20k split must be one of {sorted(_SPLIT_DIRS)}, got {split!r}.")
-        base = find_ade20k_root(self.root)
-        if base is None:
-            raise self.missing(f"dataset root {self.root}")
+        base = find_ade20k_root(self.root) or self.root / "ADEChallengeData2016"
         image_dir = base / "images" / _SPLIT_DIRS[split]
         label_dir = base / "annotations" / _SPLIT_DIRS[split]
-        for folder in (image_dir, label_dir):
-            if not folder.is_dir():
-                raise self.missing(f"split {split!r} folder {folder}")
+        self.require(image_dir, label_dir, split=split)
         list_file = base / f"{split}.txt"
         return list_pairs(image_dir, label_dir, ids=read_id_list(list_file), list_file=list_file)

@@ -324,6 +324,7 @@ class SegDataset(Dataset):
         return {"image": image, "mask": torch.as_tensor(mask).long(), "name": self.sample_name(index)}
 
 
+@dataclass(eq=False, repr=False)
 class SegFileDataset(SegDataset):
     """Image/label pairs read from disk, mapped, checked and transformed (see :class:`SegDataset`).
 
@@ -338,25 +339,14 @@ class SegFileDataset(SegDataset):
         label_reader: Function reading a label path into raw ids (defaults to :func:`read_label`).
     """
 
-    def __init__(
-        self,
-        samples: Sequence[SegSample],
-        num_classes: int,
-        lut: np.ndarray | None = None,
-        transform: Callable[..., dict[str, Any]] | None = None,
-        train: bool = True,
-        check_labels: bool = True,
-        ignore_index: int = IGNORE_INDEX,
-        label_reader: Callable[[Path], np.ndarray] = read_label,
-    ) -> None:
-        self.samples = list(samples)
-        self.num_classes = num_classes
-        self.lut = lut
-        self.transform = transform
-        self.train = train
-        self.check_labels = check_labels
-        self.ignore_index = ignore_index
-        self.label_reader = label_reader
+    samples: Sequence[SegSample]
+    num_classes: int
+    lut: np.ndarray | None = None
+    transform: Callable[..., dict[str, Any]] | None = None
+    train: bool = True
+    check_labels: bool = True
+    ignore_index: int = IGNORE_INDEX
+    label_reader: Callable[[Path], np.ndarray] = read_label
 
     def __len__(self) -> int:
         return len(self.samples)

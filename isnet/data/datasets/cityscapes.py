@@ -114,13 +114,9 @@ class CityscapesDataModule(FileSegDataModule):
 
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split``, choosing labelTrainIds or labelIds files (and the matching table)."""
-        if not self.root.is_dir():
-            raise self.missing(f"dataset root {self.root}")
         image_dir = self.root / "leftImg8bit" / split
         label_dir = self.root / "gtFine" / split
-        for folder in (image_dir, label_dir):
-            if not folder.is_dir():
-                raise self.missing(f"split {split!r} folder {folder}")
+        self.require(image_dir, label_dir, split=split)
         ids, list_file = self._image_ids(split, image_dir)
         label_type = self.label_type
         if label_type == "auto":

@@ -14,7 +14,6 @@ because they load much faster than ``.mat`` files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
@@ -446,19 +445,11 @@ class COCOStuff10kDataModule(FileSegDataModule):
     layout = _LAYOUT
     prepare_script = "scripts/prepare_cocostuff10k.py"
 
-    def __init__(
-        self, root: str | Path, crop_size: Any = (512, 512), batch_size: int = 16, **kwargs: Any
-    ) -> None:
-        super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
-
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split`` from ``imageLists/<split>.txt``, preferring PNG labels."""
-        if not self.root.is_dir():
-            raise self.missing(f"dataset root {self.root}")
         image_dir = self.root / "images"
         list_file = self.root / "imageLists" / f"{split}.txt"
-        if not image_dir.is_dir():
-            raise self.missing(f"image folder {image_dir}")
+        self.require(image_dir, split=split)
         ids = read_id_list(list_file)
         if ids is None:
             raise self.missing(f"split list {list_file}")
@@ -466,8 +457,7 @@ class COCOStuff10kDataModule(FileSegDataModule):
         png_dir, mat_dir = self.root / "annotations_png", self.root / "annotations"
         if png_dir.is_dir() and all((png_dir / f"{i}.png").is_file() for i in ids):
             label_dir, label_suffix = png_dir, ".png"
-        elif mat_dir.is_dir():
-            label_dir, label_suffix = mat_dir, ".mat"
         else:
-            raise self.missing(f"label folder {mat_dir}")
+            self.require(mat_dir, split=split)
+            label_dir, label_suffix = mat_dir, ".mat"
         return list_pairs(image_dir, label_dir, ids=ids, label_suffix=label_suffix, list_file=list_file)

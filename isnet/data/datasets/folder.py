@@ -35,7 +35,7 @@ __all__ = ["FolderDataModule", "load_classes_yaml"]
 
 _LAYOUT = (
     "classes.yaml, images/{train,val}/<stem>.<jpg|png|...> + masks/{train,val}/<stem>.png, "
-    "or images/<stem>.<ext> + masks/<stem>.png split by val_fraction"
+    "or images/<stem>.<ext> + masks/<stem>.png split by val_fraction (see isnet/data/datasets/folder.py)"
 )
 
 
@@ -111,31 +111,19 @@ class FolderDataModule(FileSegDataModule):
         root: Dataset folder.
         val_fraction: Share of the stems used for ``val`` when there are no split folders.
         split_seed: Seed of that split (fixed, so the split never changes between runs).
-        crop_size: Train crop.
-        batch_size: GLOBAL batch.
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
     name = "folder"
-    train_split = "train"
-    val_split = "val"
-    test_split = "val"
     layout = _LAYOUT
 
     def __init__(
-        self,
-        root: str | Path,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        crop_size: Any = (512, 512),
-        batch_size: int = 16,
-        **kwargs: Any,
+        self, root: str | Path, val_fraction: float = 0.1, split_seed: int = 0, **kwargs: Any
     ) -> None:
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
-        super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
-        if not self.root.is_dir():
-            raise self.missing(f"dataset root {self.root}")
+        super().__init__(root=root, **kwargs)
+        self.require()
         meta = load_classes_yaml(self.root / "classes.yaml")
         self.class_names = meta["classes"]
         self.palette = meta["palette"]
@@ -143,16 +131,6 @@ class FolderDataModule(FileSegDataModule):
         self.lut = meta["lut"]
         self.val_fraction = float(val_fraction)
         self.split_seed = int(split_seed)
-
-    def missing(self, what: Path | str) -> FileNotFoundError:
-        """Error for a missing folder, naming the expected layout."""
-        return FileNotFoundError(
-            f"{self.name}: {what} not found. Expected layout under root={self.root}: {self.layout} "
-            "(see isnet/data/datasets/folder.py)."
-        )
-
-    def _where(self, split: str) -> str:
-        return f"expected layout under root={self.root}: {self.layout}."
 
     def _pairs(self, image_dir: Path, mask_dir: Path) -> list[SegSample]:
         samples = []
@@ -166,14 +144,10 @@ class FolderDataModule(FileSegDataModule):
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split`` from split folders, or a seeded ``val_fraction`` split of the flat folder."""
         image_root, mask_root = self.root / "images", self.root / "masks"
-        for folder in (image_root, mask_root):
-            if not folder.is_dir():
-                raise self.missing(f"folder {folder}")
+        self.require(image_root, mask_root)
         if (image_root / "train").is_dir():
             image_dir, mask_dir = image_root / split, mask_root / split
-            for folder in (image_dir, mask_dir):
-                if not folder.is_dir():
-                    raise self.missing(f"split {split!r} folder {folder}")
+            self.require(image_dir, mask_dir, split=split)
             return self._pairs(image_dir, mask_dir)
         if split not in ("train", "val"):
             raise ValueError(f"Without split folders only 'train' and 'val' exist, got split {split!r}.")

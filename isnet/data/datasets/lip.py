@@ -159,8 +159,7 @@ class LIPDataModule(FileSegDataModule):
 
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split`` from its id list if present, else the image folder."""
-        if not self.root.is_dir():
-            raise self.missing(f"dataset root {self.root}")
+        self.require()
         found = find_lip_dirs(self.root, split, self.layout_kind)
         if found is None:
             raise self.missing(f"split {split!r} ({self.layout_kind} layout)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -57,6 +58,7 @@ def _pattern(
     return np.sin(u * freq + phase) * 0.8  # soft waves
 
 
+@dataclass(eq=False, repr=False)
 class SyntheticSegDataset(SegDataset):
     """Deterministic procedural scenes.
 
@@ -75,39 +77,27 @@ class SyntheticSegDataset(SegDataset):
         std: Normalisation std (RGB, 0-255).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        image_size: tuple[int, int],
-        length: int,
-        split: str = "train",
-        seed: int = 0,
-        train: bool = True,
-        transform: Any = None,
-        boundary_ignore: int = 0,
-        noise_std: float = 8.0,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-    ) -> None:
-        if split not in _SPLIT_CODES:
-            raise ValueError(f"split must be one of {list(_SPLIT_CODES)}, got {split!r}.")
-        self.num_classes = num_classes
-        self.image_size = image_size
-        self.length = length
-        self.split = split
-        self.seed = seed
-        self.train = train
-        self.transform = transform
-        self.boundary_ignore = boundary_ignore
-        self.noise_std = noise_std
-        self.mean = mean
-        self.std = std
-        self.colours = synthetic_class_colours(num_classes)
+    num_classes: int
+    image_size: tuple[int, int]
+    length: int
+    split: str = "train"
+    seed: int = 0
+    train: bool = True
+    transform: Any = None
+    boundary_ignore: int = 0
+    noise_std: float = 8.0
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.split not in _SPLIT_CODES:
+            raise ValueError(f"split must be one of {list(_SPLIT_CODES)}, got {self.split!r}.")
+        self.colours = synthetic_class_colours(self.num_classes)
         # Per-class texture: (pattern kind, frequency, angle), fixed by K only.
-        rng = np.random.default_rng([num_classes, 7919])
+        rng = np.random.default_rng([self.num_classes, 7919])
         self.textures = [
             (k % _N_PATTERNS, float(rng.uniform(0.35, 1.1)), float(rng.uniform(0, np.pi)))
-            for k in range(num_classes)
+            for k in range(self.num_classes)
         ]
 
     def __len__(self) -> int:
