@@ -11,6 +11,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ __all__ = [
     "SMALL",
     "WRITERS",
     "blocky_label",
+    "datamodule",
     "write_ade20k",
     "write_cityscapes",
     "write_cocostuff10k",
@@ -281,6 +283,13 @@ def zip_folder(src: str | Path, zip_path: str | Path, arc_prefix: str = "") -> P
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             zf.write(path, arcname=str(Path(arc_prefix) / path.relative_to(src)))
     return zip_path
+
+
+def datamodule(name: str, root: str | Path, **overrides: Any) -> Any:
+    """The DataModule ``name`` over ``root`` with the :data:`SMALL` settings (``overrides`` win)."""
+    from isnet.data import build_datamodule
+
+    return build_datamodule(name, root=root, **{**SMALL, **overrides})
 
 
 # The writer of each file dataset, by DataModule name.

@@ -51,7 +51,7 @@ def test_folder_missing_root_and_classes(tmp_path):
 def test_missing_split_folder(tmp_path):
     root = fx.write_ade20k(tmp_path)
     shutil.rmtree(root / "ADEChallengeData2016" / "images" / "validation")
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("ade20k", root)
     with pytest.raises(
         FileNotFoundError, match=r"split 'val' folder .*images/validation.*prepare_ade20k\.py"
     ):
@@ -59,7 +59,7 @@ def test_missing_split_folder(tmp_path):
 
 
 def test_unknown_split(tmp_path):
-    dm = ADE20kDataModule(root=fx.write_ade20k(tmp_path), val_split="test", **fx.SMALL)
+    dm = fx.datamodule("ade20k", fx.write_ade20k(tmp_path), val_split="test")
     with pytest.raises(ValueError, match=r"split must be one of \['train', 'val'\], got 'test'"):
         dm.setup("validate")
 
@@ -68,26 +68,35 @@ def test_image_without_label_names_both_paths(tmp_path):
     root = fx.write_lip(tmp_path)
     label = root / "TrainVal_parsing_annotations" / "val_segmentations" / "1078_2.png"
     label.unlink()
-    dm = LIPDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("lip", root)
     with pytest.raises(FileNotFoundError) as err:
         dm.setup("validate")
     assert str(label) in str(err.value)
     assert str(root / "TrainVal_images" / "val_images" / "1078_2.jpg") in str(err.value)
 
 
-def test_listed_image_missing(tmp_path):
-    root = fx.write_cocostuff10k(tmp_path)
-    (root / "imageLists" / "test.txt").write_text("COCO_val2014_999\n")
-    dm = COCOStuff10kDataModule(root=root, **fx.SMALL)
-    with pytest.raises(FileNotFoundError, match=r"COCO_val2014_999\.jpg.*listed in .*test\.txt"):
-        dm.setup("validate")
+@pytest.mark.parametrize(
+    ("name", "list_file", "text", "stage", "error", "facts"),
+    [  # a listed image that does not exist; a list without ids
+        ("cocostuff10k", "imageLists/test.txt", "COCO_val2014_999\n", "validate", FileNotFoundError,
+         ["COCO_val2014_999.jpg", "listed in", "test.txt"]),
+        ("ade20k", "ADEChallengeData2016/train.txt", "\n", "fit", ValueError,
+         ["ade20k", "'train'", "empty", "prepare_ade20k.py"]),
+    ],
+)  # fmt: skip
+def test_bad_id_list_is_named(tmp_path, name, list_file, text, stage, error, facts):
+    root = fx.WRITERS[name](tmp_path)
+    (root / list_file).write_text(text)
+    with pytest.raises(error) as err:
+        fx.datamodule(name, root).setup(stage)
+    assert all(fact in str(err.value) for fact in facts), str(err.value)
 
 
 def test_size_mismatch_names_file_and_sizes(tmp_path):
     root = fx.write_ade20k(tmp_path)
     label = root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png"
     Image.fromarray(np.ones((30, 20), dtype=np.uint8)).save(label)
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("ade20k", root)
     dm.setup("validate")
     with pytest.raises(ValueError) as err:
         dm.val_dataset[0]
@@ -101,7 +110,7 @@ def test_label_values_out_of_range(tmp_path):
     values = np.full((37, 53), 5, dtype=np.uint8)
     values[0, :3] = (151, 200, 255)  # 255 is tolerated (ignore); 151 and 200 have no class
     Image.fromarray(values).save(label)
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("ade20k", root)
     dm.setup("validate")
     with pytest.raises(ValueError) as err:
         dm.val_dataset[1]
@@ -109,7 +118,7 @@ def test_label_values_out_of_range(tmp_path):
     assert str(label) in message and "151->invalid" in message and "200->invalid" in message
     assert "255" not in message.split("after mapping:")[1].split(".")[0]
     # The check can be switched off: invalid ids then become ignore.
-    unchecked = ADE20kDataModule(root=root, check_labels=False, **fx.SMALL)
+    unchecked = fx.datamodule("ade20k", root, check_labels=False)
     unchecked.setup("validate")
     mask = unchecked.val_dataset[1]["mask"].numpy()
     assert mask[0, 0] == mask[0, 1] == mask[0, 2] == 255 and mask[1, 0] == 4
@@ -118,7 +127,7 @@ def test_label_values_out_of_range(tmp_path):
 def test_cityscapes_train_ids_read_as_label_ids(tmp_path):
     root = fx.write_cityscapes(tmp_path, label_ids=False, train_ids=True)
     # Forcing labelIds when only train-id files exist: the label is missing and named.
-    dm = CityscapesDataModule(root=root, label_type="labelIds", **fx.SMALL)
+    dm = fx.datamodule("cityscapes", root, label_type="labelIds")
     with pytest.raises(FileNotFoundError, match=r"_gtFine_labelIds\.png"):
         dm.setup("validate")
 
@@ -129,7 +138,7 @@ def test_lip_label_out_of_range(tmp_path):
     values = np.zeros((40, 56), dtype=np.uint8)
     values[5, 5] = 20
     Image.fromarray(values).save(label)
-    dm = LIPDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("lip", root)
     dm.setup("validate")
     with pytest.raises(
         ValueError, match=re.escape(f"Label {label} has values outside [0, 20)") + r".*: 20\."
@@ -153,7 +162,7 @@ def test_truncated_image_in_dataset(tmp_path):
     image = root / "ADEChallengeData2016" / "images" / "validation" / "ADE_val_00000001.jpg"
     data = image.read_bytes()
     image.write_bytes(data[: len(data) // 2])
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("ade20k", root)
     dm.setup("validate")
     with pytest.raises(OSError, match=re.escape(str(image)) + ".*truncated"):
         dm.val_dataset[0]
@@ -165,14 +174,6 @@ def test_truncated_png(tmp_path):
     image.write_bytes(image.read_bytes()[:-20])
     with pytest.raises(OSError, match=re.escape(str(image)) + ".*truncated"):
         read_image(image)
-
-
-def test_empty_split(tmp_path):
-    root = fx.write_ade20k(tmp_path)
-    (root / "ADEChallengeData2016" / "train.txt").write_text("\n")
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
-    with pytest.raises(ValueError, match=r"ade20k: split 'train' is empty.*prepare_ade20k\.py"):
-        dm.setup("fit")
 
 
 def test_unknown_dataset_name_lists_choices():
@@ -235,7 +236,7 @@ def test_folder_bad_classes_yaml(tmp_path, text, pattern):
 def test_folder_image_without_mask(tmp_path):
     root = fx.write_folder(tmp_path)
     (root / "masks" / "train" / "train_001.png").unlink()
-    dm = FolderDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("folder", root)
     with pytest.raises(
         FileNotFoundError, match=r"train_001\.png has no mask: expected .*masks/train/train_001\.png"
     ):

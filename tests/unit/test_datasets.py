@@ -21,7 +21,6 @@ from isnet.data import (
     ADE20kDataModule,
     CityscapesDataModule,
     COCOStuff10kDataModule,
-    FolderDataModule,
     LIPDataModule,
     SyntheticDataModule,
 )
@@ -50,7 +49,7 @@ def test_ade20k_reduce_zero_label(tmp_path, with_lists, point_at_inner):
     root = fx.write_ade20k(tmp_path, n_train=3, n_val=2, with_lists=with_lists)
     if point_at_inner:
         root = root / "ADEChallengeData2016"
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("ade20k", root)
     pairs = _val_masks(dm)
     assert [s.name for s, _ in pairs] == ["ADE_val_00000001", "ADE_val_00000002"]
     for sample, mask in pairs:
@@ -84,7 +83,7 @@ def _official_train_ids(raw):
 
 def test_cityscapes_labelids_mapped_with_official_table(tmp_path):
     root = fx.write_cityscapes(tmp_path, label_ids=True, train_ids=False)
-    dm = CityscapesDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("cityscapes", root)
     for sample, mask in _val_masks(dm):
         assert sample.label.name.endswith("_gtFine_labelIds.png")
         assert np.array_equal(mask.numpy(), _official_train_ids(_gray(sample.label)))
@@ -99,12 +98,12 @@ def test_cityscapes_labelids_mapped_with_official_table(tmp_path):
 def test_cityscapes_reads_train_id_files(tmp_path):
     root = fx.write_cityscapes(tmp_path, label_ids=True, train_ids=True)
     for label_type in ("auto", "labelTrainIds"):
-        dm = CityscapesDataModule(root=root, label_type=label_type, **fx.SMALL)
+        dm = fx.datamodule("cityscapes", root, label_type=label_type)
         for sample, mask in _val_masks(dm):
             assert sample.label.name.endswith("_gtFine_labelTrainIds.png")
             ids_file = sample.label.with_name(sample.label.name.replace("labelTrainIds", "labelIds"))
             assert np.array_equal(mask.numpy(), _official_train_ids(_gray(ids_file)))
-    dm = CityscapesDataModule(root=root, label_type="labelIds", **fx.SMALL)
+    dm = fx.datamodule("cityscapes", root, label_type="labelIds")
     assert all(s.label.name.endswith("_labelIds.png") for s, _ in _val_masks(dm))
 
 
@@ -122,7 +121,7 @@ def test_cityscapes_metadata_from_official_labels():
 @pytest.mark.parametrize("png", [False, True])
 def test_cocostuff_raw_minus_one(tmp_path, png):
     root = fx.write_cocostuff10k(tmp_path, png=png)
-    dm = COCOStuff10kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("cocostuff10k", root)
     assert dm.val_split == dm.test_split == "test"
     pairs = _val_masks(dm)
     for sample, mask in pairs:
@@ -155,7 +154,7 @@ def test_cocostuff_class_names():
 def test_lip_raw_labels_both_layouts(tmp_path, layout):
     root = fx.write_lip(tmp_path, layout=layout)
     for kind in ("auto", layout):
-        dm = LIPDataModule(root=root, layout=kind, **fx.SMALL)
+        dm = fx.datamodule("lip", root, layout=kind)
         pairs = _val_masks(dm)
         assert [s.name for s, _ in pairs] == ["1077_1", "1078_2"]
         for sample, mask in pairs:
@@ -185,7 +184,7 @@ def test_lip_test_resize_ignores_aspect_ratio(tmp_path):
 
 def test_folder_split_folders_and_ignore(tmp_path):
     root = fx.write_folder(tmp_path, split_folders=True)
-    dm = FolderDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("folder", root)
     assert dm.class_names == ["background", "road", "car"] and dm.num_classes == 3
     assert len(dm.palette) == 3
     for sample, mask in _val_masks(dm):
@@ -201,7 +200,7 @@ def test_folder_mapping_and_val_fraction(tmp_path):
     (root / "classes.yaml").write_text(
         "classes: [a, b, c]\nignore_index: 0\nmapping: {1: 0, 2: 1, 3: 2}\npalette: [[1, 2, 3], [4, 5, 6], [7, 8, 9]]\n"
     )
-    dm = FolderDataModule(root=root, val_fraction=0.3, **fx.SMALL)
+    dm = fx.datamodule("folder", root, val_fraction=0.3)
     assert dm.palette == [(1, 2, 3), (4, 5, 6), (7, 8, 9)]
     dm.setup("fit")
     train_names = {s.name for s in dm.train_dataset.samples}
@@ -212,7 +211,7 @@ def test_folder_mapping_and_val_fraction(tmp_path):
         expected = np.select([raw == 0, raw == 1, raw == 2], [255, 0, 1], default=-1)
         assert np.array_equal(mask.numpy(), expected)
     # The split is a fixed function of split_seed.
-    again = FolderDataModule(root=root, val_fraction=0.3, **fx.SMALL)
+    again = fx.datamodule("folder", root, val_fraction=0.3)
     again.setup("validate")
     assert {s.name for s in again.val_dataset.samples} == val_names
 
@@ -305,7 +304,7 @@ def test_prepare_ade20k_unzips_lists_and_never_overwrites(tmp_path, capsys):
     assert main(["--zip", str(archive), "--root", str(root)]) == 0
     base = root / "ADEChallengeData2016"
     assert (base / "train.txt").read_text() == "ADE_train_00000001\nADE_train_00000002\nADE_train_00000003\n"
-    dm = ADE20kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("ade20k", root)
     dm.setup("fit")
     assert len(dm.train_dataset) == 3 and len(dm.val_dataset) == 2
     capsys.readouterr()
@@ -360,7 +359,7 @@ def test_prepare_cocostuff10k_png_labels(tmp_path):
     for mat in (root / "annotations").glob("*.mat"):
         png = root / "annotations_png" / f"{mat.stem}.png"
         assert np.array_equal(_gray(png), scipy.io.loadmat(str(mat))["S"].astype(np.int64))
-    dm = COCOStuff10kDataModule(root=root, **fx.SMALL)
+    dm = fx.datamodule("cocostuff10k", root)
     dm.setup("validate")
     assert all(s.label.suffix == ".png" for s in dm.val_dataset.samples)
 
@@ -378,6 +377,6 @@ def test_prepare_lip_from_official_zips(tmp_path, layout):
     assert main(["--zips", str(zips), "--root", str(root), "--layout", layout]) == 0
     expected_list = root / ("train_id.txt" if layout == "flat" else "TrainVal_images/train_id.txt")
     assert expected_list.read_text() == "77_1\n78_2\n79_3\n"
-    dm = LIPDataModule(root=root, layout=layout, **fx.SMALL)
+    dm = fx.datamodule("lip", root, layout=layout)
     dm.setup("fit")
     assert len(dm.train_dataset) == 3 and len(dm.val_dataset) == 2
