@@ -13,25 +13,20 @@ Usage: python scripts/prepare_ade20k.py --zip ADEChallengeData2016.zip --root da
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from isnet.data.datasets.ade20k import find_ade20k_root
-from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, write_text
+from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, prepare_parser, write_id_list
 
 SPLITS = {"train": "training", "val": "validation"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--root", type=Path, default=Path("data/ADE20k"), help="output / dataset folder")
+    parser = prepare_parser(__doc__, "data/ADE20k")
     parser.add_argument(
         "--zip", type=Path, default=None, help="ADEChallengeData2016.zip (skip if already unzipped)"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
     args = parser.parse_args(argv)
 
     report = PrepareReport()
@@ -51,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(
                 f"[yellow]{len(missing)} {split} image(s) have no annotation, e.g. {missing[0]}[/yellow]"
             )
-        report.merge(write_text(base / f"{split}.txt", "".join(f"{i}\n" for i in ids), force=args.force))
+        report.merge(write_id_list(base / f"{split}.txt", ids, force=args.force))
     console.print(report.summary(f"ADE20k at {base}"))
     return 0
 

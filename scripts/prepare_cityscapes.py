@@ -13,27 +13,25 @@ Usage: python scripts/prepare_cityscapes.py --root data/CityScapes [--lists]
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 from isnet.data.datasets.base import read_label
 from isnet.data.datasets.cityscapes import labelids_to_trainids
-from isnet.data.datasets.prepare import PrepareReport, console, progress, write_label_png, write_text
+from isnet.data.datasets.prepare import (
+    PrepareReport,
+    console,
+    prepare_parser,
+    progress,
+    write_id_list,
+    write_label_png,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--root", type=Path, default=Path("data/CityScapes"), help="folder with leftImg8bit/, gtFine/"
-    )
+    parser = prepare_parser(__doc__, "data/CityScapes", "folder with leftImg8bit/, gtFine/")
     parser.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to convert")
     parser.add_argument(
         "--lists", action="store_true", help="also write <split>.txt id lists (reference style)"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
     args = parser.parse_args(argv)
 
     report = PrepareReport()
@@ -54,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             ids = sorted(
                 str(p.relative_to(image_dir).with_suffix("")) for p in image_dir.glob("*/*_leftImg8bit.png")
             )
-            report.merge(
-                write_text(args.root / f"{split}.txt", "".join(f"{i}\n" for i in ids), force=args.force)
-            )
+            report.merge(write_id_list(args.root / f"{split}.txt", ids, force=args.force))
     console.print(report.summary(f"Cityscapes at {args.root}"))
     return 0
 

@@ -14,25 +14,25 @@ Usage: python scripts/prepare_cocostuff10k.py --zip cocostuff-10k-v1.1.zip --roo
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from isnet.data.datasets.base import read_label
-from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, progress, write_label_png
+from isnet.data.datasets.prepare import (
+    PrepareReport,
+    console,
+    extract_zip,
+    prepare_parser,
+    progress,
+    write_label_png,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--root", type=Path, default=Path("data/COCOStuff10k"), help="output / dataset folder"
-    )
+    parser = prepare_parser(__doc__, "data/COCOStuff10k")
     parser.add_argument(
         "--zip", type=Path, default=None, help="cocostuff-10k-v1.1.zip (skip if already unzipped)"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
     args = parser.parse_args(argv)
 
     report = PrepareReport()

@@ -17,11 +17,10 @@ Usage: python scripts/prepare_lip.py --zips ~/Downloads/LIP --root data/LIP
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from isnet.data.datasets.lip import find_lip_dirs
-from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, write_text
+from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, prepare_parser, write_id_list
 
 ZIPS = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip")
 _TOP = ("TrainVal_images", "TrainVal_parsing_annotations")
@@ -39,13 +38,9 @@ def flat_name(member: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--root", type=Path, default=Path("data/LIP"), help="output / dataset folder")
+    parser = prepare_parser(__doc__, "data/LIP")
     parser.add_argument("--zips", type=Path, default=None, help=f"folder holding {' and '.join(ZIPS)}")
     parser.add_argument("--layout", choices=("official", "flat"), default="official")
-    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
     args = parser.parse_args(argv)
 
     report = PrepareReport()
@@ -64,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if list_file is None:
             list_file = image_dir.parent / f"{split}_id.txt"
             ids = sorted(p.stem for p in image_dir.glob("*.jpg"))
-            report.merge(write_text(list_file, "".join(f"{i}\n" for i in ids), force=args.force))
+            report.merge(write_id_list(list_file, ids, force=args.force))
     console.print(report.summary(f"LIP at {args.root}"))
     return 0
 

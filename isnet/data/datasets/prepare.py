@@ -6,9 +6,12 @@ does nothing, and a file a user edited (or produced with another tool) is kept a
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -17,7 +20,15 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-__all__ = ["PrepareReport", "extract_zip", "progress", "write_text", "write_label_png"]
+__all__ = [
+    "PrepareReport",
+    "extract_zip",
+    "prepare_parser",
+    "progress",
+    "write_id_list",
+    "write_label_png",
+    "write_text",
+]
 
 T = TypeVar("T")
 console = Console(stderr=True, soft_wrap=True)
@@ -45,6 +56,16 @@ class PrepareReport:
             shown = ", ".join(str(p) for p in self.kept[:3]) + (" ..." if len(self.kept) > 3 else "")
             text += f", {len(self.kept)} existing file(s) differ and were kept ({shown}); use --force to overwrite"
         return text
+
+
+def prepare_parser(
+    doc: str | None, root: str, root_help: str = "output / dataset folder"
+) -> argparse.ArgumentParser:
+    """The options every prepare script takes, ``--root`` and ``--force``; scripts add their own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(root), help=root_help)
+    parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
+    return parser
 
 
 def progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
@@ -98,54 +119,56 @@ def extract_zip(
             rel = PurePosixPath(name)
             if rel.is_absolute() or ".." in rel.parts:
                 raise ValueError(f"{zip_path}: member {member.filename!r} would be written outside {dest}.")
-            target = dest.joinpath(*rel.parts)
-            if target.exists():
-                if target.stat().st_size == member.file_size:
-                    report.unchanged += 1
-                    continue
-                if not force:
-                    report.kept.append(target)
-                    continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-            report.written += 1
+            report.merge(
+                _write_once(
+                    dest.joinpath(*rel.parts),
+                    lambda target, size=member.file_size: target.stat().st_size == size,
+                    partial(_copy_member, zf, member),
+                    force,
+                )
+            )
+    return report
+
+
+def _copy_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path) -> None:
+    with zf.open(member) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _write_once(
+    path: Path, same: Callable[[Path], bool], write: Callable[[Path], None], force: bool
+) -> PrepareReport:
+    """Write ``path`` unless it exists and ``same(path)``; keep an existing, differing file unless ``force``."""
+    report = PrepareReport()
+    if path.exists() and same(path):
+        report.unchanged += 1
+    elif path.exists() and not force:
+        report.kept.append(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+        report.written += 1
     return report
 
 
 def write_text(path: Path, text: str, force: bool = False) -> PrepareReport:
     """Write ``text`` unless the file already holds it; keep a differing file unless ``force``."""
-    report = PrepareReport()
-    if path.exists():
-        if path.read_text() == text:
-            report.unchanged += 1
-            return report
-        if not force:
-            report.kept.append(path)
-            return report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    report.written += 1
-    return report
+    return _write_once(path, lambda p: p.read_text() == text, lambda p: p.write_text(text), force)
+
+
+def write_id_list(path: Path, ids: Sequence[str], force: bool = False) -> PrepareReport:
+    """Write a split list, one id per line (what ``isnet.data.datasets.listing.read_id_list`` reads)."""
+    return write_text(path, "".join(f"{i}\n" for i in ids), force)
 
 
 def write_label_png(path: Path, label: np.ndarray, force: bool = False) -> PrepareReport:
     """Write a uint8 label PNG unless an identical one exists; keep a differing one unless ``force``."""
-    report = PrepareReport()
-    if path.exists():
+
+    def same(existing: Path) -> bool:
         try:
-            with Image.open(path) as img:
-                same = np.array_equal(np.array(img), label)
+            with Image.open(existing) as img:
+                return np.array_equal(np.array(img), label)
         except OSError:
-            same = False
-        if same:
-            report.unchanged += 1
-            return report
-        if not force:
-            report.kept.append(path)
-            return report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(label.astype(np.uint8)).save(path)
-    report.written += 1
-    return report
+            return False
+
+    return _write_once(path, same, lambda p: Image.fromarray(label.astype(np.uint8)).save(p), force)
