@@ -13,25 +13,16 @@ Usage: python scripts/prepare_ade20k.py --zip ADEChallengeData2016.zip --root da
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from isnet.data.datasets.ade20k import find_ade20k_root
-from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, prepare_parser, write_id_list
+from isnet.data.datasets.prepare import console, prepare_parser, unzip_requested, write_id_list
 
 SPLITS = {"train": "training", "val": "validation"}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
-    parser = prepare_parser(__doc__, "data/ADE20k")
-    parser.add_argument(
-        "--zip", type=Path, default=None, help="ADEChallengeData2016.zip (skip if already unzipped)"
-    )
-    args = parser.parse_args(argv)
-
-    report = PrepareReport()
-    if args.zip is not None:
-        report.merge(extract_zip(args.zip, args.root, force=args.force))
+    args = prepare_parser(__doc__, "data/ADE20k", archive="ADEChallengeData2016.zip").parse_args(argv)
+    report = unzip_requested(args)
     base = find_ade20k_root(args.root)
     if base is None:
         console.print(

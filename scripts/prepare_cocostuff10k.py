@@ -14,30 +14,14 @@ Usage: python scripts/prepare_cocostuff10k.py --zip cocostuff-10k-v1.1.zip --roo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from isnet.data.datasets.base import read_label
-from isnet.data.datasets.prepare import (
-    PrepareReport,
-    console,
-    extract_zip,
-    prepare_parser,
-    progress,
-    write_label_png,
-)
+from isnet.data.datasets.prepare import console, prepare_parser, progress, unzip_requested, write_label_png
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
-    parser = prepare_parser(__doc__, "data/COCOStuff10k")
-    parser.add_argument(
-        "--zip", type=Path, default=None, help="cocostuff-10k-v1.1.zip (skip if already unzipped)"
-    )
-    args = parser.parse_args(argv)
-
-    report = PrepareReport()
-    if args.zip is not None:
-        report.merge(extract_zip(args.zip, args.root, force=args.force))
+    args = prepare_parser(__doc__, "data/COCOStuff10k", archive="cocostuff-10k-v1.1.zip").parse_args(argv)
+    report = unzip_requested(args)
     mat_dir = args.root / "annotations"
     if not mat_dir.is_dir():
         console.print(

@@ -25,6 +25,7 @@ __all__ = [
     "extract_zip",
     "prepare_parser",
     "progress",
+    "unzip_requested",
     "write_id_list",
     "write_label_png",
     "write_text",
@@ -59,13 +60,20 @@ class PrepareReport:
 
 
 def prepare_parser(
-    doc: str | None, root: str, root_help: str = "output / dataset folder"
+    doc: str | None, root: str, root_help: str = "output / dataset folder", archive: str | None = None
 ) -> argparse.ArgumentParser:
-    """The options every prepare script takes, ``--root`` and ``--force``; scripts add their own."""
+    """The options of the prepare scripts: ``--root``, ``--force`` and, given the ``archive`` name, ``--zip``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path(root), help=root_help)
     parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
+    if archive is not None:
+        parser.add_argument("--zip", type=Path, default=None, help=f"{archive} (skip if already unzipped)")
     return parser
+
+
+def unzip_requested(args: argparse.Namespace) -> PrepareReport:
+    """Unpack ``args.zip`` into ``args.root`` when given (see :func:`prepare_parser`)."""
+    return PrepareReport() if args.zip is None else extract_zip(args.zip, args.root, force=args.force)
 
 
 def progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
