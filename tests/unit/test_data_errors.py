@@ -92,33 +92,35 @@ def test_bad_id_list_is_named(tmp_path, name, list_file, text, stage, error, fac
     assert all(fact in str(err.value) for fact in facts), str(err.value)
 
 
-def test_size_mismatch_names_file_and_sizes(tmp_path):
+def _ade20k_val_with_label(tmp_path, index, label):
+    """The ADE20k fixture's val dataset after replacing label ``index``; returns it and the label's path."""
     root = fx.write_ade20k(tmp_path)
-    label = root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png"
-    Image.fromarray(np.ones((30, 20), dtype=np.uint8)).save(label)
+    path = root / "ADEChallengeData2016" / "annotations" / "validation" / f"ADE_val_{index + 1:08d}.png"
+    Image.fromarray(label).save(path)
     dm = fx.datamodule("ade20k", root)
     dm.setup("validate")
+    return dm.val_dataset, path
+
+
+def test_size_mismatch_names_file_and_sizes(tmp_path):
+    dataset, label = _ade20k_val_with_label(tmp_path, 0, np.ones((30, 20), dtype=np.uint8))
     with pytest.raises(ValueError) as err:
-        dm.val_dataset[0]
+        dataset[0]
     message = str(err.value)
     assert str(label) in message and "40x56" in message and "30x20" in message
 
 
 def test_label_values_out_of_range(tmp_path):
-    root = fx.write_ade20k(tmp_path)
-    label = root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000002.png"
     values = np.full((37, 53), 5, dtype=np.uint8)
     values[0, :3] = (151, 200, 255)  # 255 is tolerated (ignore); 151 and 200 have no class
-    Image.fromarray(values).save(label)
-    dm = fx.datamodule("ade20k", root)
-    dm.setup("validate")
+    dataset, label = _ade20k_val_with_label(tmp_path, 1, values)
     with pytest.raises(ValueError) as err:
-        dm.val_dataset[1]
+        dataset[1]
     message = str(err.value)
     assert str(label) in message and "151->invalid" in message and "200->invalid" in message
     assert "255" not in message.split("after mapping:")[1].split(".")[0]
     # The check can be switched off: invalid ids then become ignore.
-    unchecked = fx.datamodule("ade20k", root, check_labels=False)
+    unchecked = fx.datamodule("ade20k", label.parents[3], check_labels=False)
     unchecked.setup("validate")
     mask = unchecked.val_dataset[1]["mask"].numpy()
     assert mask[0, 0] == mask[0, 1] == mask[0, 2] == 255 and mask[1, 0] == 4
