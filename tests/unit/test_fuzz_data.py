@@ -61,6 +61,8 @@ LOSSLESS_KINDS = [
 JPEG_KINDS = ["jpeg_rgb", "jpeg_gray", "jpeg_exif"]
 IMAGE_KINDS = LOSSLESS_KINDS + JPEG_KINDS
 SIDE = st.integers(1, 40)
+SEED = st.integers(0, 2**16)
+SIZE_AND_SEED = {"h": SIDE, "w": SIDE, "seed": SEED}  # a file's random size and content
 
 
 def _banded_rgb(rng: np.random.Generator, h: int, w: int, depth: int = 8) -> np.ndarray:
@@ -168,13 +170,7 @@ def _assert_image_matches(path: Path, kind: str, got: np.ndarray, expected: np.n
 
 
 @FUZZ
-@given(
-    kind=st.sampled_from(IMAGE_KINDS),
-    h=SIDE,
-    w=SIDE,
-    seed=st.integers(0, 2**16),
-    orientation=st.integers(1, 8),
-)
+@given(kind=st.sampled_from(IMAGE_KINDS), orientation=st.integers(1, 8), **SIZE_AND_SEED)
 def test_read_image_kinds(kind: str, h: int, w: int, seed: int, orientation: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path, expected = write_image(Path(tmp) / "img", kind, h, w, seed, orientation)
@@ -197,13 +193,7 @@ LABEL_MODES = ["L", "P", "I;16", "1", "RGB", "RGBA", "LA"]
 
 
 @FUZZ
-@given(
-    mode=st.sampled_from(LABEL_MODES),
-    h=SIDE,
-    w=SIDE,
-    seed=st.integers(0, 2**16),
-    high=st.sampled_from([3, 256, 65536]),
-)
+@given(mode=st.sampled_from(LABEL_MODES), high=st.sampled_from([3, 256, 65536]), **SIZE_AND_SEED)
 def test_read_label_modes(mode: str, h: int, w: int, seed: int, high: int) -> None:
     """Single-channel labels come back as their stored indices; colour labels are refused by name."""
     rng = np.random.default_rng(seed)
@@ -257,7 +247,7 @@ def _corrupt(data: bytes, how: str, rng: np.random.Generator) -> bytes:
 @given(
     kind=st.sampled_from(["png_rgb8", "png_gray8", "png_palette", "jpeg_rgb", "jpeg_exif"]),
     how=st.sampled_from(CORRUPTIONS),
-    seed=st.integers(0, 2**16),
+    seed=SEED,
     as_label=st.booleans(),
 )
 def test_corrupt_files_are_read_or_refused_by_name(kind: str, how: str, seed: int, as_label: bool) -> None:
@@ -309,7 +299,7 @@ def folder_cases(draw: st.DrawFn) -> dict:
     label_mode = draw(st.sampled_from(["L", "P", "I;16"]))
     return dict(
         kind=kind, h=h, w=w, orientation=orientation, mapped=mapped, values=values, stray=stray,
-        size_delta=size_delta, label_mode=label_mode, seed=draw(st.integers(0, 2**16)),
+        size_delta=size_delta, label_mode=label_mode, seed=draw(SEED),
     )  # fmt: skip
 
 

@@ -31,11 +31,8 @@ __all__ = [
     "read_image",
     "read_label",
     "build_lut",
-    "apply_lut",
     "check_label_values",
-    "to_normalized_tensor",
     "make_palette",
-    "reseed_transform",
 ]
 
 IGNORE_INDEX = 255
@@ -182,27 +179,6 @@ def build_lut(mapping: dict[int, int] | None, identity: bool = True) -> np.ndarr
     return lut
 
 
-def apply_lut(label: np.ndarray, lut: np.ndarray | None, path: Path | str) -> np.ndarray:
-    """Map raw ids through ``lut``.
-
-    Args:
-        label: Raw label, any integer dtype.
-        lut: Table from :func:`build_lut`, or ``None`` for no mapping.
-        path: Label path, for error messages.
-
-    Returns:
-        Mapped label; int16 when a table is applied (so invalid -1 entries survive), otherwise as read.
-    """
-    if lut is None:
-        return label
-    if label.dtype != np.uint8:
-        lo, hi = int(label.min()), int(label.max())
-        if lo < 0 or hi > 255:
-            raise ValueError(f"Label {path} has raw values outside 0..255 (min {lo}, max {hi}).")
-        label = label.astype(np.uint8)
-    return lut[label]
-
-
 def check_label_values(
     raw: np.ndarray,
     num_classes: int,
@@ -247,31 +223,6 @@ def check_label_values(
         )
 
 
-def to_normalized_tensor(
-    image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> torch.Tensor:
-    """Normalise an RGB uint8 image into a float32 (3, H, W) tensor.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        mean: Per-channel mean, 0-255 units.
-        std: Per-channel std, 0-255 units.
-
-    Returns:
-        Tensor of shape (3, H, W), float32: ``(image - mean) / std``.
-    """
-    x = (image.astype(np.float32) - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-
-
-def reseed_transform(transform: Any, seed: int) -> None:
-    """Seed an albumentations pipeline: ``reseed`` of ``TorchSeededCompose``, else ``set_random_seed``."""
-    if callable(getattr(transform, "reseed", None)):
-        transform.reseed(seed)
-    elif callable(getattr(transform, "set_random_seed", None)):
-        transform.set_random_seed(seed)
-
-
 def make_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int]]:
     """Deterministic, well-spread RGB palette for datasets without an official one."""
     rng = np.random.default_rng(seed)
@@ -310,12 +261,16 @@ class SegDataset(Dataset):
 
     def reseed(self, seed: int) -> None:
         """Re-seed the transform's random state (albumentations keeps its own, separate from numpy)."""
-        reseed_transform(self.transform, seed)
+        if callable(getattr(self.transform, "reseed", None)):  # TorchSeededCompose
+            self.transform.reseed(seed)
+        elif callable(getattr(self.transform, "set_random_seed", None)):  # a plain albumentations Compose
+            self.transform.set_random_seed(seed)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, mask = self.load(index)
         if self.transform is None:
-            image = to_normalized_tensor(image, self.mean, self.std)
+            mean, std = np.asarray(self.mean, dtype=np.float32), np.asarray(self.std, dtype=np.float32)
+            image = torch.from_numpy(((image.astype(np.float32) - mean) / std).transpose(2, 0, 1).copy())
         elif self.train:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
@@ -371,7 +326,13 @@ class SegFileDataset(SegDataset):
             )
         if self.check_labels:
             check_label_values(raw, self.num_classes, sample.label, self.lut, self.ignore_index)
-        label = apply_lut(raw, self.lut, sample.label)
+        label = raw
+        if self.lut is not None:
+            if raw.dtype != np.uint8 and (raw.min() < 0 or raw.max() > 255):
+                raise ValueError(
+                    f"Label {sample.label} has raw values outside 0..255 (min {raw.min()}, max {raw.max()})."
+                )
+            label = self.lut[raw.astype(np.uint8)]  # int16, so invalid (-1) entries survive
         if label.dtype != np.uint8:
             # Only reachable unchecked: ids without a train id become ignore instead of wrapping around.
             label = np.where((label < 0) | (label > 255), self.ignore_index, label)
