@@ -29,11 +29,10 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 
 
 def _make(name: str, tmp_path: Path, **overrides) -> SegDataModule:
-    kwargs = {**fx.SMALL, **overrides}
     if name == "synthetic":
-        kwargs.pop("scale"), kwargs.pop("test_scale")
+        kwargs = {**{k: v for k, v in fx.SMALL.items() if k not in ("scale", "test_scale")}, **overrides}
         return build_datamodule(name, num_classes=4, image_size=[29, 35], num_train=6, num_val=3, **kwargs)
-    return build_datamodule(name, root=fx.WRITERS[name](tmp_path), **kwargs)
+    return fx.datamodule(name, fx.WRITERS[name](tmp_path), **overrides)
 
 
 @pytest.mark.parametrize("name", sorted(DATAMODULES))
