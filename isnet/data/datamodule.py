@@ -24,9 +24,11 @@ from isnet.data.datasets.base import (
     IMAGENET_STD,
     SegFileDataset,
     SegSample,
+    build_lut,
     read_label,
 )
 from isnet.data.transforms import build_test_transforms, build_train_transforms
+from isnet.meta import dataset_info
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
 
@@ -134,6 +136,18 @@ class SegDataModule(pl.LightningDataModule):
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "val"
+
+    def __init_subclass__(cls, dataset: str | None = None, **kwargs: Any) -> None:
+        """``class X(SegDataModule, dataset="ade20k")`` takes the metadata above from ``isnet.meta``."""
+        super().__init_subclass__(**kwargs)
+        if dataset is not None:
+            info = dataset_info(dataset)
+            cls.name, (cls.train_split, cls.val_split, cls.test_split) = info.name, info.splits
+            cls.class_names, cls.palette = list(info.class_names), list(info.palette)
+            cls.flip_pairs, cls.lip = list(info.flip_pairs), info.train_pipeline.get("lip", False)
+            cls.default_scale = info.train_pipeline.get("scale", cls.default_scale)
+            cls.default_test_scale = info.test_pipeline["scale"]
+            cls.lut = None if info.label_map is None else build_lut(info.label_map, identity=False)
 
     def __init__(
         self,
