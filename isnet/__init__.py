@@ -21,6 +21,7 @@ _EXPORTS = {
     "list_models": "isnet.hub",
     "list_pretrained": "isnet.hub",
     "load_checkpoint": "isnet.checkpoint",
+    "optimize_for_inference": "isnet.accel",
     "save_checkpoint": "isnet.checkpoint",
     "RECIPES": "isnet.meta",
     "recipe": "isnet.meta",

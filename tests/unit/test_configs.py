@@ -94,7 +94,11 @@ def test_experiment_matches_model_zoo(row: dict, tmp_path: Path) -> None:
     # the config and isnet.meta tell the same recipe
     recipe = RECIPES[name]
     assert (recipe.backbone, recipe.dataset, recipe.num_classes) == (backbone, dataset, num_classes)
-    assert (list(recipe.crop_size), recipe.batch_size, recipe.epochs) == (row["crop"], row["batch"], row["epochs"])
+    assert (list(recipe.crop_size), recipe.batch_size, recipe.epochs) == (
+        row["crop"],
+        row["batch"],
+        row["epochs"],
+    )
     assert (recipe.lr, recipe.weight_decay, recipe.min_lr) == (row["lr"], wd, min_lr)
     assert {k: net[k] for k in ("backbone", "shortcut", "act")} == {
         k: recipe.model_kwargs()[k] for k in ("backbone", "shortcut", "act")
@@ -107,7 +111,11 @@ def test_data_configs_take_pipelines_and_splits_from_meta(dataset: str, tmp_path
     info = dataset_info(dataset)
     dm = instantiate(compose("train", [f"data={dataset}"], output_dir=str(tmp_path)).data)
     train, test = info.train_pipeline, info.test_pipeline
-    assert (dm.scale, dm.crop_size, dm.ratio_range) == (train["scale"], train["crop_size"], train["ratio_range"])
+    assert (dm.scale, dm.crop_size, dm.ratio_range) == (
+        train["scale"],
+        train["crop_size"],
+        train["ratio_range"],
+    )
     assert (dm.test_scale, dm.test_keep_ratio, dm.lip) == (test["scale"], test["keep_ratio"], train["lip"])
     assert (dm.train_split, dm.val_split, dm.test_split) == info.splits
     assert dm.class_names == list(info.class_names) and dm.palette == list(info.palette)
