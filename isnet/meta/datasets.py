@@ -52,9 +52,8 @@ class DatasetInfo:
         palette: K RGB triples.
         label_map: Raw label value -> train id (``IGNORE_INDEX`` = ignored, unlisted values are invalid);
             ``None``: labels are used as stored.
-        flip_pairs: Label pairs swapped by a horizontal flip.
         train_pipeline: Keyword arguments of ``isnet.data.transforms.build_train_transforms`` besides the
-            normalisation (``scale``, ``crop_size``, ``ratio_range``, ``lip``).
+            normalisation (``scale``, ``crop_size``, ``ratio_range``, ``flip_pairs``, ``lip``).
         test_pipeline: Keyword arguments of ``build_test_transforms`` (``scale``: ``None`` = no resize,
             ``keep_ratio``).
         batch_size: The reference's GLOBAL train batch (R-50/R-101 recipes).
@@ -66,7 +65,6 @@ class DatasetInfo:
     class_names: tuple[str, ...] = ()
     palette: tuple[tuple[int, int, int], ...] = ()
     label_map: dict[int, int] | None = None
-    flip_pairs: tuple[tuple[int, int], ...] = ()
     train_pipeline: dict[str, Any] = field(default_factory=dict)
     test_pipeline: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 16
@@ -80,12 +78,24 @@ class DatasetInfo:
         return len(self.class_names)
 
     @property
+    def flip_pairs(self) -> tuple[tuple[int, int], ...]:
+        """Label pairs swapped by a horizontal flip (LIP's left/right parts)."""
+        return self.train_pipeline.get("flip_pairs", ())
+
+    @property
     def eval_split(self) -> str:
         return self.splits[2]
 
 
 def _train(scale: tuple[int, int], crop_size: tuple[int, int], **extra: Any) -> dict[str, Any]:
-    return {"scale": scale, "crop_size": crop_size, "ratio_range": (0.5, 2.0), "lip": False, **extra}
+    return {
+        "scale": scale,
+        "crop_size": crop_size,
+        "ratio_range": (0.5, 2.0),
+        "flip_pairs": (),
+        "lip": False,
+        **extra,
+    }
 
 
 def _shift_down(num_classes: int) -> dict[int, int]:
@@ -126,9 +136,10 @@ DATASETS: dict[str, DatasetInfo] = {
             LIP_CLASSES,
             LIP_PALETTE,
             None,
-            flip_pairs=LIP_FLIP_PAIRS,
             # square resize int(520 r), r ~ U[0.75, 1.25), crop, flip with pair swap, rotation
-            train_pipeline=_train((520, 520), (473, 473), ratio_range=(0.75, 1.25), lip=True),
+            train_pipeline=_train(
+                (520, 520), (473, 473), ratio_range=(0.75, 1.25), flip_pairs=LIP_FLIP_PAIRS, lip=True
+            ),
             test_pipeline={"scale": (473, 473), "keep_ratio": False},
             batch_size=32,
         ),

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
-
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from isnet.cli import compose
 from isnet.inference import InferenceConfig, test_settings

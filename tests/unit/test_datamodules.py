@@ -22,7 +22,7 @@ from isnet.data import (
     seg_collate,
 )
 from isnet.data import fixtures as fx
-from isnet.data.transforms import TEST_SETTINGS, TRAIN_SETTINGS
+from isnet.meta import dataset_info
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 SMALL = {
@@ -211,12 +211,13 @@ def test_lip_flip_swaps_left_right(tmp_path, flip_prob, expected):
 
 @pytest.mark.parametrize("name", ["ade20k", "cityscapes", "cocostuff10k", "lip"])
 def test_defaults_match_transform_settings(name, tmp_path):
-    # The DataModule defaults and the transforms' per-dataset reference settings must agree.
-    train, test = TRAIN_SETTINGS[name], TEST_SETTINGS[name]
+    # The DataModule defaults and the dataset's pipelines in isnet.meta must agree.
+    info = dataset_info(name)
+    train, test = info.train_pipeline, info.test_pipeline
     dm = DATAMODULES[name](root=tmp_path)
     assert dm.scale == tuple(train["scale"]) and dm.crop_size == tuple(train["crop_size"])
     assert dm.ratio_range == tuple(train.get("ratio_range", (0.5, 2.0)))
     assert dm.lip == train.get("lip", False)
-    assert [tuple(p) for p in dm.flip_pairs] == [tuple(p) for p in train.get("flip_pairs", ())]
+    assert [tuple(p) for p in dm.flip_pairs] == [tuple(p) for p in info.flip_pairs]
     assert dm.test_scale == tuple(test["scale"]) and dm.test_keep_ratio == test["keep_ratio"]
     assert dm.test_settings["scale"] == tuple(test["scale"])
