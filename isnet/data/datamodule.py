@@ -120,7 +120,7 @@ class SegDataModule(pl.LightningDataModule):
         palette: K RGB tuples for visualisation.
         ignore_index: 255.
         flip_pairs: Label pairs swapped by a horizontal flip (LIP), else ``[]``.
-        test_settings: The default eval transform (split, scale, keep_ratio).
+        test_pipeline: The eval transform the val/test loaders apply (split, scale, keep_ratio).
         batch_size_per_device: ``batch_size // world_size`` after :meth:`setup`.
     """
 
@@ -213,7 +213,7 @@ class SegDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     @property
-    def test_settings(self) -> dict[str, Any]:
+    def test_pipeline(self) -> dict[str, Any]:
         """The dataset's default evaluation transform (what the val/test loaders apply)."""
         return {
             "split": self.test_split,
