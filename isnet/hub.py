@@ -171,7 +171,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> ISNet:
     except KeyError:
         return ISNet(name, pretrained=pretrained, **kwargs)
     if pretrained:
-        return from_pretrained(entry.name, **kwargs)
+        return from_pretrained(entry.experiment, **kwargs)
     config = entry.model_kwargs()
     if kwargs.get("num_classes", entry.num_classes) != entry.num_classes:
         del config["class_names"], config["palette"]

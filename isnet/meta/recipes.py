@@ -26,16 +26,15 @@ RELEASE_URL = "https://github.com/SegmentationBLWX/modelstore/releases/download/
 _MODES = ("whole", "slide")
 
 
-def _optional_pair(name: str, value: int | Sequence[int] | None) -> tuple[int, int] | None:
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _optional_pair(name: str, value: Any) -> tuple[int, int] | None:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+    pair = tuple(value) if isinstance(value, Sequence) else (value, value)
+    if len(pair) != 2 or not all(map(_is_count, pair)):
         raise ValueError(
             f"InferenceConfig.{name} must be None or a pair (h, w) of positive ints, got {value!r}"
         )
@@ -68,36 +67,26 @@ class InferenceConfig:
     window_batch: int = 1
 
     def __post_init__(self) -> None:
-        if self.mode not in _MODES:
-            raise ValueError(f"InferenceConfig.mode must be one of {list(_MODES)}, got {self.mode!r}")
         try:
-            scales = tuple(float(s) for s in self.scales)
+            scales = tuple(float(v) for v in self.scales)
         except (TypeError, ValueError):
             scales = ()
-        if not scales or not all(s > 0 for s in scales):
-            raise ValueError(
-                f"InferenceConfig.scales must be a non-empty list of positive numbers, got {self.scales!r}"
-            )
-        crop_size = _optional_pair("crop_size", self.crop_size)
-        stride = _optional_pair("stride", self.stride)
+        rules = {
+            "mode": (self.mode in _MODES, f"one of {list(_MODES)}"),
+            "scales": (scales and min(scales) > 0, "a non-empty list of positive numbers"),
+            "window_batch": (_is_count(self.window_batch), "a positive int"),
+        }
+        for name, (ok, what) in rules.items():
+            if not ok:
+                raise ValueError(f"InferenceConfig.{name} must be {what}, got {getattr(self, name)!r}")
+        crop_size, stride = _optional_pair("crop_size", self.crop_size), _optional_pair("stride", self.stride)
         if self.mode == "slide" and (crop_size is None or stride is None):
             raise ValueError(
-                f"InferenceConfig with mode='slide' needs crop_size and stride, got crop_size={self.crop_size!r}, "
-                f"stride={self.stride!r}"
+                f"InferenceConfig with mode='slide' needs crop_size and stride, got {crop_size}, {stride}"
             )
-        if (
-            isinstance(self.window_batch, bool)
-            or not isinstance(self.window_batch, int)
-            or self.window_batch < 1
-        ):
-            raise ValueError(
-                f"InferenceConfig.window_batch must be a positive int, got {self.window_batch!r}"
-            )
-        object.__setattr__(self, "scales", scales)
-        object.__setattr__(self, "crop_size", crop_size)
-        object.__setattr__(self, "stride", stride)
-        object.__setattr__(self, "flip", bool(self.flip))
-        object.__setattr__(self, "use_probs", bool(self.use_probs))
+        for name, value in (("scales", scales), ("crop_size", crop_size), ("stride", stride),
+                            ("flip", bool(self.flip)), ("use_probs", bool(self.use_probs))):  # fmt: skip
+            object.__setattr__(self, name, value)
 
 
 #: ``_base_/segmentors/isnet.py``: whole image, scale 1, no flip, logits. Also used for validation in training.
@@ -141,7 +130,7 @@ class Recipe:
     single_scale: InferenceConfig = SINGLE_SCALE
 
     @property
-    def name(self) -> str:
+    def experiment(self) -> str:
         """Experiment name, ``conf/experiment/<name>.yaml`` (``isnet_r50_d8_ade20k``)."""
         return f"isnet_{self.short}_d8_{self.dataset}"
 
@@ -171,16 +160,16 @@ class Recipe:
         return dataset_info(self.dataset).train_pipeline["crop_size"]
 
     @property
-    def lip(self) -> bool:
+    def lip_variant(self) -> bool:
         """LIP variant: layer1 shortcut, LeakyReLU head, logits at 1/4."""
         return self.dataset == "lip"
 
     def model_kwargs(self) -> dict[str, Any]:
         """``isnet.models.ISNet`` arguments of this recipe's network (no weights)."""
         info = dataset_info(self.dataset)
-        return dict(backbone=self.backbone, num_classes=info.num_classes, shortcut=self.lip,
-                    act="leaky_relu" if self.lip else "relu", class_names=list(info.class_names),
-                    palette=[list(c) for c in info.palette], meta={"recipe": self.name})  # fmt: skip
+        return dict(backbone=self.backbone, num_classes=info.num_classes, shortcut=self.lip_variant,
+                    act="leaky_relu" if self.lip_variant else "relu", class_names=list(info.class_names),
+                    palette=[list(c) for c in info.palette], meta={"recipe": self.experiment})  # fmt: skip
 
     def inference(self, ms_flip: bool) -> InferenceConfig:
         return self.ms_flip if ms_flip else self.single_scale
@@ -189,7 +178,7 @@ class Recipe:
 _R = Recipe
 #: experiment name -> recipe, in the model zoo's order. Columns: backbone, dataset, lr, global batch, epochs,
 #: weight decay, min_lr, mIoU, mIoU ms+flip, params (M), GFLOPs, ms+flip inference.
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
+RECIPES: dict[str, Recipe] = {r.experiment: r for r in (
     _R("r50", "cocostuff10k", 0.001, 16, 110, 1e-4, 1e-5, 38.06, 40.16, 44.43, 408.1, _COCO_MS),
     _R("r101", "cocostuff10k", 0.001, 16, 110, 1e-4, 1e-5, 40.53, 41.60, 63.43, 563.3, _COCO_MS),
     _R("s101", "cocostuff10k", 0.001, 32, 150, 1e-4, 1e-4, 41.55, 42.08, 67.13, 578.6,
@@ -215,7 +204,7 @@ def recipe(name: str) -> Recipe:
     """
     stem = name.rsplit("/", 1)[-1].removesuffix(".pth").removesuffix("_train")
     for entry in RECIPES.values():
-        if stem in (entry.name, entry.release_name):
+        if stem in (entry.experiment, entry.release_name):
             return entry
     raise KeyError(
         f"unknown model-zoo name {name!r}; choose an experiment name {sorted(RECIPES)} "
@@ -250,7 +239,7 @@ def markdown_table(kind: str = "readme") -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in RECIPES.values():
         info = dataset_info(r.dataset)
-        row = [f"`{r.name}`", r.backbone_title, f"{info.title} ({info.eval_split})", "x".join(map(str, r.crop_size)),
+        row = [f"`{r.experiment}`", r.backbone_title, f"{info.title} ({info.eval_split})", "x".join(map(str, r.crop_size)),
                f"{r.lr:g} / poly / {r.batch_size} / {r.epochs}"]  # fmt: skip
         if docs:
             row += [f"{r.miou:.2f}", f"{r.miou_ms_flip:.2f}", f"{r.params_m:.2f}", f"{r.gflops:.1f}",

@@ -50,7 +50,7 @@ def test_doc_zoo_tables_are_generated_from_the_recipes(path: str, kind: str) -> 
 def test_recipes() -> None:
     assert len(RECIPES) == 12 and len({r.release_name for r in RECIPES.values()}) == 12
     for name, entry in RECIPES.items():
-        assert entry.name == name and name.endswith(entry.dataset)
+        assert entry.experiment == name and name.endswith(entry.dataset)
         assert recipe(f"{entry.release_name}_train.pth") is entry and recipe(name) is entry
         assert entry.url.endswith(f"/ssseg_isnet/{entry.release_name}.pth")
         assert test_settings(name, ms_flip=False) == entry.single_scale
