@@ -15,6 +15,7 @@ from isnet.inference import InferenceConfig, test_settings
 from isnet.meta import RECIPES, dataset_info
 
 ZOO_FILE = Path(__file__).resolve().parents[1] / "data" / "isnet-model-zoo.md"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 BACKBONES = {"R-50-D8": ("r50", "resnet50_d8"), "R-101-D8": ("r101", "resnet101_d8"),
              "S-101-D8": ("s101", "resnest101_d8")}  # fmt: skip
 DATASETS = {"COCOStuff-10k": ("cocostuff10k", 182), "ADE20k": ("ade20k", 150), "CityScapes": ("cityscapes", 19),
@@ -102,6 +103,28 @@ def test_experiment_matches_model_zoo(row: dict, tmp_path: Path) -> None:
     assert {k: net[k] for k in ("backbone", "shortcut", "act")} == {
         k: recipe.model_kwargs()[k] for k in ("backbone", "shortcut", "act")
     }
+
+
+def leaves(node: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in node.items():
+        out.update(leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_experiments_set_only_what_differs_from_their_groups(name: str, tmp_path: Path) -> None:
+    recipe = RECIPES[name]
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml"))
+    raw.pop("defaults")
+    groups = [
+        f"data={recipe.dataset}",
+        f"model/backbone={recipe.short}_d8",
+        f"schedule=poly_{recipe.epochs}e",
+    ]
+    base = compose("train", groups, output_dir=str(tmp_path))
+    for key, value in leaves(raw).items():
+        assert OmegaConf.select(base, key) != value, f"{name}.yaml repeats {key}={value} from its groups"
 
 
 @pytest.mark.parametrize("dataset", ["ade20k", "cityscapes", "cocostuff10k", "lip"])
