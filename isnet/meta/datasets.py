@@ -119,7 +119,7 @@ DATASETS: dict[str, DatasetInfo] = {
             _shift_down(182),
             splits=("train", "test", "test"),
             **_ADE_PIPELINES,
-        ),  # fmt: skip
+        ),
         DatasetInfo(
             "cityscapes",
             "Cityscapes",
@@ -152,7 +152,7 @@ DATASETS: dict[str, DatasetInfo] = {
             test_pipeline={"scale": None, "keep_ratio": True},
             batch_size=8,
             splits=("train", "val", "test"),
-        ),  # fmt: skip
+        ),
     )
 }
 
