@@ -1,25 +1,43 @@
-"""isnet: ISNet (ICCV 2021) semantic segmentation with exact parity to the released sssegmentation models."""
+"""isnet: ISNet (ICCV 2021) semantic segmentation with exact parity to the released sssegmentation models.
 
-from isnet.checkpoint import load_checkpoint, save_checkpoint
-from isnet.convert import from_sssegmentation
-from isnet.export import export_model
-from isnet.hub import from_pretrained, list_pretrained
-from isnet.models import ISNet, ISNetLoss, build_backbone
-from isnet.zoo import ZOO, zoo_entry
+The public names below are imported on first use, so ``import isnet.meta`` stays free of torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ZOO",
-    "ISNet",
-    "ISNetLoss",
-    "__version__",
-    "build_backbone",
-    "export_model",
-    "from_pretrained",
-    "from_sssegmentation",
-    "list_pretrained",
-    "load_checkpoint",
-    "save_checkpoint",
-    "zoo_entry",
-]
+_EXPORTS = {
+    "ISNet": "isnet.models",
+    "ISNetLoss": "isnet.models",
+    "build_backbone": "isnet.models",
+    "create_model": "isnet.hub",
+    "export_model": "isnet.export",
+    "from_pretrained": "isnet.hub",
+    "from_sssegmentation": "isnet.convert",
+    "list_models": "isnet.hub",
+    "list_pretrained": "isnet.hub",
+    "load_checkpoint": "isnet.checkpoint",
+    "optimize_for_inference": "isnet.accel",
+    "save_checkpoint": "isnet.checkpoint",
+    "RECIPES": "isnet.meta",
+    "recipe": "isnet.meta",
+    "dataset_info": "isnet.meta",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'isnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.models import ISNet
 
 __all__ = [
@@ -51,8 +52,6 @@ __all__ = [
 #: Export formats and their usual file suffix.
 FORMATS: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "exported_program": ".pt2"}
 _RESOLUTIONS = ("input", "feature")
-_IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
-_IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 
 
 class ExportVerificationError(RuntimeError):
@@ -136,12 +135,12 @@ def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
     """String metadata stored with each export: config, classes, palette, input normalisation, output."""
     num_classes = int(model.num_classes)
     names = getattr(model, "class_names", None) or [f"class_{i}" for i in range(num_classes)]
-    entry = getattr(model, "zoo_entry", None)
+    recipe_name = getattr(model, "meta", {}).get("recipe")
     meta = {
         "isnet.config": json.dumps(getattr(model, "config", {}), sort_keys=True),
         "isnet.class_names": json.dumps(list(names)),
-        "isnet.mean": json.dumps(list(_IMAGENET_MEAN_255)),
-        "isnet.std": json.dumps(list(_IMAGENET_STD_255)),
+        "isnet.mean": json.dumps(list(IMAGENET_MEAN_255)),
+        "isnet.std": json.dumps(list(IMAGENET_STD_255)),
         "isnet.input": "images: float32 (N, 3, H, W), RGB, (pixel - mean) / std with mean/std in 0-255 units",
         "isnet.output": (
             "logits: float32 (N, K, H, W) stage-2 logits at the input size"
@@ -152,8 +151,8 @@ def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
     palette = getattr(model, "palette", None)
     if palette:
         meta["isnet.palette"] = json.dumps([list(c) for c in palette])
-    if entry is not None:
-        meta["isnet.zoo"] = entry.experiment
+    if recipe_name:
+        meta["isnet.zoo"] = recipe_name
     return meta
 
 

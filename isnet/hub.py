@@ -1,10 +1,12 @@
-"""The model zoo from Python: download a released ISNet checkpoint and get a ready model.
+"""The model zoo from Python: build a recipe's network, or download a released ISNet checkpoint and get a ready model.
 
-:func:`from_pretrained` takes one of the 12 model-zoo names (our experiment name ``isnet_r50_d8_ade20k`` or the
-released file name ``isnet_resnet50os8_ade20k``), downloads the released sssegmentation checkpoint into torch's hub
-cache (``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``), loads it strictly with
-:func:`isnet.from_sssegmentation` (read with ``weights_only=True``) and attaches the dataset's class names and
-palette. A file already in the cache is used without downloading, so a checkpoint fetched by hand works offline.
+:func:`create_model` builds the network of one of the 12 recipes (:mod:`isnet.meta.recipes`), with its class names
+and palette, randomly initialised or (``pretrained=True``) with the released weights. :func:`from_pretrained` takes
+a model-zoo name (our experiment name ``isnet_r50_d8_ade20k`` or the released file name
+``isnet_resnet50os8_ade20k``), downloads the released sssegmentation checkpoint into torch's hub cache
+(``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``) and loads it strictly with
+:func:`isnet.from_sssegmentation` (read with ``weights_only=True``). A file already in the cache is used without
+downloading, so a checkpoint fetched by hand works offline. Nothing here imports the data stack.
 
 ``$ISNET_ZOO_URL`` replaces the release URL with a template (``{name}``: ``isnet_resnet50os8_ade20k``, ``{file}``:
 ``isnet_resnet50os8_ade20k.pth``), e.g. a mirror or a local server.
@@ -12,21 +14,24 @@ palette. A file already in the cache is used without downloading, so a checkpoin
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
+from typing import Any
 
-from isnet.convert import ConversionError, from_sssegmentation
+from isnet.convert import from_sssegmentation
+from isnet.meta.recipes import RECIPES, Recipe, recipe
 from isnet.models import ISNet
 from isnet.models.pretrained import DownloadError, download_cached
 from isnet.utils.io import CheckpointError
-from isnet.zoo import ZOO, ZooEntry, zoo_entry
 
 __all__ = [
     "ZOO_URL_ENV",
     "DownloadError",
-    "dataset_metadata",
+    "create_model",
     "download_checkpoint",
     "from_pretrained",
+    "list_models",
     "list_pretrained",
     "resolve_checkpoint",
     "resolve_entry",
@@ -36,17 +41,19 @@ __all__ = [
 #: Environment variable with a URL template (``{name}``, ``{file}``) replacing the release URL.
 ZOO_URL_ENV = "ISNET_ZOO_URL"
 
-# Older model-zoo pages link "<release name>_train.pth"; the current ones "<release name>.pth".
-_LEGACY_SUFFIX = "_train"
-
 
 def list_pretrained() -> list[str]:
     """The 12 model-zoo experiment names, sorted (each also accepted by its released file name)."""
-    return sorted(ZOO)
+    return sorted(RECIPES)
 
 
-def resolve_entry(name: str) -> ZooEntry:
-    """The model-zoo entry of an experiment name or released file name (``.pth`` and ``_train`` optional).
+def list_models(pattern: str | None = None) -> list[str]:
+    """Recipe names for :func:`create_model`, sorted, optionally filtered by a shell pattern (``"*_ade20k"``)."""
+    return sorted(n for n in RECIPES if pattern is None or fnmatch.fnmatch(n, pattern))
+
+
+def resolve_entry(name: str) -> Recipe:
+    """The recipe of an experiment name or released file name (``.pth`` and ``_train`` optional).
 
     Raises:
         ValueError: unknown name; the message lists the valid ones.
@@ -55,17 +62,10 @@ def resolve_entry(name: str) -> ZooEntry:
         raise ValueError(
             f"model-zoo name must be a non-empty string, got {name!r}; choose one of {list_pretrained()}"
         )
-    stem = Path(name).name
-    stem = stem[:-4] if stem.endswith(".pth") else stem
-    stem = stem[: -len(_LEGACY_SUFFIX)] if stem.endswith(_LEGACY_SUFFIX) else stem
     try:
-        return zoo_entry(stem)
-    except KeyError:
-        releases = sorted(e.release_name for e in ZOO.values())
-        raise ValueError(
-            f"unknown model-zoo name {name!r}; choose an experiment name {list_pretrained()} "
-            f"or a released file name {releases}"
-        ) from None
+        return recipe(name)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
 
 
 def zoo_urls(name: str) -> list[str]:
@@ -75,8 +75,7 @@ def zoo_urls(name: str) -> list[str]:
     template = os.environ.get(ZOO_URL_ENV)
     if template:
         return [template.format(name=entry.release_name, file=f"{entry.release_name}.pth")]
-    legacy = entry.url[: -len(".pth")] + f"{_LEGACY_SUFFIX}.pth"
-    return [entry.url, legacy]
+    return [entry.url, entry.url.removesuffix(".pth") + "_train.pth"]
 
 
 def download_checkpoint(name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
@@ -120,24 +119,6 @@ def resolve_checkpoint(
     return download_checkpoint(str(ckpt), cache_dir, progress)
 
 
-def dataset_metadata(dataset: str) -> tuple[list[str], list[tuple[int, int, int]]]:
-    """Class names and RGB palette of a model-zoo dataset, read from its DataModule class (nothing is built).
-
-    Raises:
-        ValueError: unknown dataset, or metadata that disagrees with the model zoo's class count.
-    """
-    from isnet.data import DATAMODULES  # the data stack is imported only when metadata is asked for
-
-    cls = DATAMODULES.get(dataset)
-    names = getattr(cls, "class_names", None)
-    palette = getattr(cls, "palette", None)
-    if cls is None or not isinstance(names, list) or not isinstance(palette, list) or not names:
-        raise ValueError(f"no class metadata for dataset {dataset!r}; known: {sorted(DATAMODULES)}")
-    if len(palette) != len(names):
-        raise ValueError(f"{dataset}: {len(names)} class names but {len(palette)} palette colours")
-    return [str(n) for n in names], [tuple(int(c) for c in rgb) for rgb in palette]
-
-
 def from_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> ISNet:
     """A released ISNet, downloaded through torch's hub cache and loaded strictly.
 
@@ -148,8 +129,8 @@ def from_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progr
         progress: show a download progress bar on stderr.
 
     Returns:
-        The model in eval mode, with ``class_names`` (list of K str), ``palette`` (list of K RGB tuples) and
-        ``zoo_entry`` (the experiment settings and published mIoU) attached.
+        The model in eval mode, with its dataset's ``class_names`` and ``palette`` and
+        ``meta["recipe"]`` = the experiment name (:func:`isnet.meta.recipe` gives its settings and published mIoU).
 
     Raises:
         ValueError: unknown name.
@@ -163,26 +144,35 @@ def from_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progr
         logits = model(images)  # (N, 150, H, W)
         names = model.class_names
     """
-    entry = resolve_entry(name)
+    # saved as <release name>.pth, so from_sssegmentation recognises the recipe
     path = download_checkpoint(name, cache_dir, progress)
     try:
-        model = from_sssegmentation(path)
-    except ConversionError:
-        raise
-    except CheckpointError as err:  # unreadable (e.g. truncated) file: say how to get a fresh copy
-        raise CheckpointError(f"{err}\nDelete {path} to download it again.") from err
-    if (model.backbone_name, model.num_classes) != (entry.backbone, entry.num_classes):
-        raise ConversionError(
-            f"{path} holds {model.backbone_name} with {model.num_classes} classes, not the released "
-            f"{entry.release_name} ({entry.backbone}, {entry.num_classes} classes); delete it to download it again"
-        )
-    class_names, palette = dataset_metadata(entry.dataset)
-    if len(class_names) != model.num_classes:
-        raise ValueError(
-            f"{entry.dataset} metadata lists {len(class_names)} classes but {entry.release_name} predicts "
-            f"{model.num_classes}"
-        )
-    model.zoo_entry = entry
-    model.class_names = class_names
-    model.palette = palette
-    return model.eval()
+        return from_sssegmentation(path)
+    except CheckpointError as err:  # a truncated or wrong cached file: say how to get a fresh copy
+        raise type(err)(f"{err}\nDelete {path} to download it again.") from err
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> ISNet:
+    """An ISNet by name, in the style of ``timm.create_model``.
+
+    Args:
+        name: a recipe name (:func:`list_models`, or its released file name): that recipe's network with its
+            dataset's class names and palette; otherwise a backbone name for ``ISNet(name, **kwargs)``.
+        pretrained: recipe: load the released weights (:func:`from_pretrained`; ``kwargs`` may give ``cache_dir``
+            and ``progress``); backbone: ImageNet weights for the backbone (``ISNet``'s ``pretrained``).
+        **kwargs: ``ISNet`` arguments overriding the recipe's (a different ``num_classes`` drops the dataset's
+            class names and palette, e.g. for fine-tuning).
+
+    Raises:
+        ValueError: an unknown backbone or bad argument (``ISNet``'s checks).
+    """
+    try:
+        entry = recipe(name)
+    except KeyError:
+        return ISNet(name, pretrained=pretrained, **kwargs)
+    if pretrained:
+        return from_pretrained(entry.experiment, **kwargs)
+    config = entry.model_kwargs()
+    if kwargs.get("num_classes", entry.num_classes) != entry.num_classes:
+        del config["class_names"], config["palette"]
+    return ISNet(**{**config, **kwargs})

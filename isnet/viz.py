@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -114,8 +116,8 @@ def colorize(
 
 def denormalize(
     image: torch.Tensor | np.ndarray,
-    mean: Sequence[float] = (123.675, 116.28, 103.53),
-    std: Sequence[float] = (58.395, 57.12, 57.375),
+    mean: Sequence[float] = IMAGENET_MEAN_255,
+    std: Sequence[float] = IMAGENET_STD_255,
 ) -> np.ndarray:
     """Undo the ImageNet normalisation of a model input.
 

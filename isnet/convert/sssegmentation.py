@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
+from isnet.meta.recipes import recipe
 from isnet.models import ISNet
 from isnet.utils.io import CheckpointError, safe_torch_load
 from isnet.utils.state_dict import mismatch_report, plain_state_dict
-from isnet.zoo import ZooEntry, zoo_entry
 
 __all__ = ["KEY_RULES", "ConversionError", "from_sssegmentation", "infer_config", "sssegmentation_to_isnet"]
 
@@ -125,8 +125,8 @@ def from_sssegmentation(
         **overrides: further ISNet arguments (e.g. ``dropout``) that tensors cannot tell.
 
     Returns:
-        The model in eval mode. If the file name is one of the 12 released names, ``model.zoo_entry`` holds its
-        experiment settings (and the inferred settings are checked against it).
+        The model in eval mode. If the file name is one of the 12 released names, the model carries its dataset's
+        ``class_names`` and ``palette`` and ``meta["recipe"]`` (the inferred settings are checked against it).
 
     Raises:
         ConversionError: the tensors do not map exactly onto ISNet (lists the keys).
@@ -139,22 +139,18 @@ def from_sssegmentation(
     if act is not None:
         config["act"] = act
     config.update(overrides)
-    entry: ZooEntry | None = None
-    if source != "state dict":
-        try:
-            entry = zoo_entry(Path(source).name)
-        except KeyError:
-            entry = None
-        if entry is not None and (entry.backbone, entry.num_classes) != (
-            config["backbone"],
-            config["num_classes"],
-        ):
+    try:  # a released file name: check against its recipe and carry its classes
+        entry = recipe(Path(source).name) if source != "state dict" else None
+    except KeyError:
+        entry = None
+    if entry is not None:
+        if (entry.backbone, entry.num_classes) != (config["backbone"], config["num_classes"]):
             raise ConversionError(
                 f"{source} is named like the released {entry.release_name} ({entry.backbone}, "
                 f"{entry.num_classes} classes) but holds {config['backbone']} with {config['num_classes']} classes"
             )
+        config = {**entry.model_kwargs(), **config}
     model = ISNet(**config)
     converted = sssegmentation_to_isnet(state, model.state_dict(), source)
     model.load_state_dict(converted, strict=True)
-    model.zoo_entry = entry
     return model.eval()

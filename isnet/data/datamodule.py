@@ -27,10 +27,12 @@ from isnet.data.datasets.base import (
     IMAGENET_STD,
     SegFileDataset,
     SegSample,
+    build_lut,
     read_label,
 )
 from isnet.data.sampler import DistributedEvalSampler
 from isnet.data.transforms import build_test_transforms, build_train_transforms
+from isnet.meta import dataset_info
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
 
@@ -120,7 +122,7 @@ class SegDataModule(pl.LightningDataModule):
         palette: K RGB tuples for visualisation.
         ignore_index: 255.
         flip_pairs: Label pairs swapped by a horizontal flip (LIP), else ``[]``.
-        test_settings: The default eval transform (split, scale, keep_ratio).
+        test_pipeline: The eval transform the val/test loaders apply (split, scale, keep_ratio).
         batch_size_per_device: ``batch_size // world_size`` after :meth:`setup`.
     """
 
@@ -136,6 +138,18 @@ class SegDataModule(pl.LightningDataModule):
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "val"
+
+    def __init_subclass__(cls, dataset: str | None = None, **kwargs: Any) -> None:
+        """``class X(SegDataModule, dataset="ade20k")`` takes the metadata above from ``isnet.meta``."""
+        super().__init_subclass__(**kwargs)
+        if dataset is not None:
+            info = dataset_info(dataset)
+            cls.name, (cls.train_split, cls.val_split, cls.test_split) = info.name, info.splits
+            cls.class_names, cls.palette = list(info.class_names), list(info.palette)
+            cls.flip_pairs, cls.lip = list(info.flip_pairs), info.train_pipeline.get("lip", False)
+            cls.default_scale = info.train_pipeline.get("scale", cls.default_scale)
+            cls.default_test_scale = info.test_pipeline["scale"]
+            cls.lut = None if info.label_map is None else build_lut(info.label_map, identity=False)
 
     def __init__(
         self,
@@ -201,7 +215,7 @@ class SegDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     @property
-    def test_settings(self) -> dict[str, Any]:
+    def test_pipeline(self) -> dict[str, Any]:
         """The dataset's default evaluation transform (what the val/test loaders apply)."""
         return {
             "split": self.test_split,

@@ -11,15 +11,13 @@ from isnet.inference.auto import (
     peak_memory,
     reset_peak_memory,
 )
-from isnet.inference.settings import EXPERIMENTS, SINGLE_SCALE, TEST_SETTINGS, InferenceConfig, test_settings
 from isnet.inference.tta import ms_flip_inference, run_inference
 from isnet.inference.window import PredictFn, slide_inference, slide_windows, whole_inference
+from isnet.meta.recipes import SINGLE_SCALE, InferenceConfig, test_settings  # home: isnet.meta
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
-    "EXPERIMENTS",
     "SINGLE_SCALE",
-    "TEST_SETTINGS",
     "InferenceConfig",
     "PredictFn",
     "auto_inference",

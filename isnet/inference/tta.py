@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from isnet.inference.settings import InferenceConfig
 from isnet.inference.window import PredictFn, _check_image, _resize, slide_inference, whole_inference
+from isnet.meta.recipes import InferenceConfig
 
 __all__ = ["ms_flip_inference", "run_inference"]
 

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import HydraException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from isnet.cli import compose
 from isnet.inference import InferenceConfig, test_settings
+from isnet.meta import RECIPES, dataset_info
 
 ZOO_FILE = Path(__file__).resolve().parents[1] / "data" / "isnet-model-zoo.md"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 BACKBONES = {"R-50-D8": ("r50", "resnet50_d8"), "R-101-D8": ("r101", "resnet101_d8"),
              "S-101-D8": ("s101", "resnest101_d8")}  # fmt: skip
 DATASETS = {"COCOStuff-10k": ("cocostuff10k", 182), "ADE20k": ("ade20k", 150), "CityScapes": ("cityscapes", 19),
@@ -88,6 +91,57 @@ def test_experiment_matches_model_zoo(row: dict, tmp_path: Path) -> None:
     # validation = the reference's single-scale setting; ms+flip settings are known for the name
     assert InferenceConfig(**model["inference"]) == test_settings(name, ms_flip=False)
     assert isinstance(test_settings(name, ms_flip=True), InferenceConfig)
+    # the config and isnet.meta tell the same recipe
+    recipe = RECIPES[name]
+    assert (recipe.backbone, recipe.dataset, recipe.num_classes) == (backbone, dataset, num_classes)
+    assert (list(recipe.crop_size), recipe.batch_size, recipe.epochs) == (
+        row["crop"],
+        row["batch"],
+        row["epochs"],
+    )
+    assert (recipe.lr, recipe.weight_decay, recipe.min_lr) == (row["lr"], wd, min_lr)
+    assert {k: net[k] for k in ("backbone", "shortcut", "act")} == {
+        k: recipe.model_kwargs()[k] for k in ("backbone", "shortcut", "act")
+    }
+
+
+def leaves(node: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in node.items():
+        out.update(leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_experiments_set_only_what_differs_from_their_groups(name: str, tmp_path: Path) -> None:
+    recipe = RECIPES[name]
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml"))
+    raw.pop("defaults")
+    groups = [
+        f"data={recipe.dataset}",
+        f"model/backbone={recipe.short}_d8",
+        f"schedule=poly_{recipe.epochs}e",
+    ]
+    base = compose("train", groups, output_dir=str(tmp_path))
+    for key, value in leaves(raw).items():
+        assert OmegaConf.select(base, key) != value, f"{name}.yaml repeats {key}={value} from its groups"
+
+
+@pytest.mark.parametrize("dataset", ["ade20k", "cityscapes", "cocostuff10k", "lip"])
+def test_data_configs_take_pipelines_and_splits_from_meta(dataset: str, tmp_path: Path) -> None:
+    """conf/data/<dataset>.yaml does not restate the dataset's facts: the DataModule reads them from isnet.meta."""
+    info = dataset_info(dataset)
+    dm = instantiate(compose("train", [f"data={dataset}"], output_dir=str(tmp_path)).data)
+    train, test = info.train_pipeline, info.test_pipeline
+    assert (dm.scale, dm.crop_size, dm.ratio_range) == (
+        train["scale"],
+        train["crop_size"],
+        train["ratio_range"],
+    )
+    assert (dm.test_scale, dm.test_keep_ratio, dm.lip) == (test["scale"], test["keep_ratio"], train["lip"])
+    assert (dm.train_split, dm.val_split, dm.test_split) == info.splits
+    assert dm.class_names == list(info.class_names) and dm.palette == list(info.palette)
+    assert dm.flip_pairs == list(info.flip_pairs) and dm.batch_size == info.batch_size
 
 
 def test_steps_follow_the_global_batch(tmp_path: Path) -> None:

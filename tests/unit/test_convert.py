@@ -124,7 +124,7 @@ def test_released_name_is_checked_against_tensors(tmp_path) -> None:
     good = tmp_path / "isnet_resnet50os8_ade20k.pth"
     torch.save({"model": state}, good)
     model = from_sssegmentation(good)
-    assert model.zoo_entry.experiment == "isnet_r50_d8_ade20k" and model.zoo_entry.miou == 44.22
+    assert model.meta == {"recipe": "isnet_r50_d8_ade20k"} and model.class_names[0] == "wall"
     bad = tmp_path / "isnet_resnet101os8_ade20k.pth"
     torch.save({"model": state}, bad)
     with pytest.raises(ConversionError, match="named like the released isnet_resnet101os8_ade20k"):

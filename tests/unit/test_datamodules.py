@@ -22,7 +22,7 @@ from isnet.data import (
     build_datamodule,
     seg_collate,
 )
-from isnet.data.transforms import TEST_SETTINGS, TRAIN_SETTINGS
+from isnet.meta import dataset_info
 from tests import fixtures as fx
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
@@ -41,7 +41,7 @@ def test_end_to_end(name, tmp_path):
     assert dm.name == name
     assert dm.num_classes == len(dm.class_names) == len(dm.palette)
     assert dm.ignore_index == 255
-    assert isinstance(dm.test_settings, dict)
+    assert isinstance(dm.test_pipeline, dict)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     h, w = (29, 35) if name == "synthetic" else (24, 32)
@@ -75,19 +75,21 @@ def test_hydra_configs_instantiate(name, tmp_path):
 
 
 def test_reference_defaults():
-    ade = OmegaConf.load(CONF / "ade20k.yaml")
-    cs = OmegaConf.load(CONF / "cityscapes.yaml")
-    lip = OmegaConf.load(CONF / "lip.yaml")
-    assert (list(ade.scale), list(ade.crop_size), ade.batch_size) == ([2048, 512], [512, 512], 16)
-    assert (list(cs.scale), list(cs.crop_size), list(cs.test_scale)) == (
-        [2048, 1024],
-        [512, 1024],
-        [2048, 1024],
+    # conf/data leaves the pipelines to isnet.meta: the DataModules built from it hold the reference values
+    ade, cs, lip = (
+        hydra.utils.instantiate(OmegaConf.load(CONF / f"{n}.yaml")) for n in ("ade20k", "cityscapes", "lip")
     )
-    assert (list(lip.scale), list(lip.ratio_range), list(lip.test_scale), lip.test_keep_ratio) == (
-        [520, 520],
-        [0.75, 1.25],
-        [473, 473],
+    assert (ade.scale, ade.crop_size, ade.batch_size, ade.test_scale) == (
+        (2048, 512),
+        (512, 512),
+        16,
+        (2048, 512),
+    )
+    assert (cs.scale, cs.crop_size, cs.test_scale) == ((2048, 1024), (512, 1024), (2048, 1024))
+    assert (lip.scale, lip.ratio_range, lip.test_scale, lip.test_keep_ratio) == (
+        (520, 520),
+        (0.75, 1.25),
+        (473, 473),
         False,
     )
     assert LIPDataModule.lip is True and LIPDataModule.flip_pairs == [(14, 15), (16, 17), (18, 19)]
@@ -233,12 +235,13 @@ def test_lip_flip_swaps_left_right(tmp_path, flip_prob, expected):
 
 @pytest.mark.parametrize("name", ["ade20k", "cityscapes", "cocostuff10k", "lip"])
 def test_defaults_match_transform_settings(name, tmp_path):
-    # The DataModule defaults and the transforms' per-dataset reference settings must agree.
-    train, test = TRAIN_SETTINGS[name], TEST_SETTINGS[name]
+    # The DataModule defaults and the dataset's pipelines in isnet.meta must agree.
+    info = dataset_info(name)
+    train, test = info.train_pipeline, info.test_pipeline
     dm = DATAMODULES[name](root=tmp_path)
     assert dm.scale == tuple(train["scale"]) and dm.crop_size == tuple(train["crop_size"])
     assert dm.ratio_range == tuple(train.get("ratio_range", (0.5, 2.0)))
     assert dm.lip == train.get("lip", False)
-    assert [tuple(p) for p in dm.flip_pairs] == [tuple(p) for p in train.get("flip_pairs", ())]
+    assert [tuple(p) for p in dm.flip_pairs] == [tuple(p) for p in info.flip_pairs]
     assert dm.test_scale == tuple(test["scale"]) and dm.test_keep_ratio == test["keep_ratio"]
-    assert dm.test_settings["scale"] == tuple(test["scale"])
+    assert dm.test_pipeline["scale"] == tuple(test["scale"])

@@ -7,18 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-import isnet.zoo
+import isnet.meta.recipes
 from isnet.hub import (
     DownloadError,
-    dataset_metadata,
+    create_model,
     download_checkpoint,
     from_pretrained,
+    list_models,
     list_pretrained,
     resolve_checkpoint,
     resolve_entry,
     zoo_urls,
 )
-from isnet.zoo import ZOO
+from isnet.meta import RECIPES as ZOO
+from isnet.meta import dataset_info
 from tests.helpers import reference_state_dict
 from tests.unit.conftest import FileServer
 
@@ -69,7 +71,7 @@ def test_from_pretrained_downloads_once_and_loads_strictly(
     cached = hub_dir / "checkpoints" / "isnet_resnet50os8_ade20k.pth"
     assert cached.is_file() and server.requests == ["/isnet_resnet50os8_ade20k.pth"]
     assert not model.training and model.num_classes == 150 and model.backbone_name == "resnet50_d8"
-    assert model.zoo_entry is ZOO["isnet_r50_d8_ade20k"]
+    assert model.meta == {"recipe": "isnet_r50_d8_ade20k"}
     ours = model.state_dict()
     for ref_key, our_key in [
         ("backbone_net.stem.7.running_var", "backbone.bn1.running_var"),
@@ -83,10 +85,13 @@ def test_from_pretrained_downloads_once_and_loads_strictly(
     ]:
         assert torch.equal(ours[our_key], state[ref_key]), ref_key
 
-    from isnet.data.datasets.ade20k import ADE20K_CLASSES, ADE20K_PALETTE
+    ade20k = dataset_info("ade20k")
+    assert model.class_names == list(ade20k.class_names) and model.class_names[0] == "wall"
+    assert model.palette == list(ade20k.palette) and len(model.palette) == 150
 
-    assert model.class_names == list(ADE20K_CLASSES) and model.class_names[0] == "wall"
-    assert model.palette == [tuple(c) for c in ADE20K_PALETTE] and len(model.palette) == 150
+    # create_model(pretrained=True) is the same model, from the cache
+    same = create_model("isnet_r50_d8_ade20k", pretrained=True, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), ours.values(), strict=True))
 
     # a second request, by the released name, is answered from the cache without contacting the server
     assert download_checkpoint("isnet_resnet50os8_ade20k", progress=False) == cached
@@ -113,7 +118,7 @@ def test_release_url_falls_back_to_older_train_name(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ISNET_ZOO_URL", raising=False)
-    monkeypatch.setattr(isnet.zoo, "RELEASE_URL", server.url + "/{name}.pth")
+    monkeypatch.setattr(isnet.meta.recipes, "RELEASE_URL", server.url + "/{name}.pth")
     (server.root / "isnet_resnet50os8_lip_train.pth").write_bytes(b"released bytes")  # type: ignore[attr-defined]
     path = download_checkpoint("isnet_r50_d8_lip", cache_dir=tmp_path / "cache", progress=False)
     assert path == tmp_path / "cache" / "isnet_resnet50os8_lip.pth"
@@ -142,9 +147,31 @@ def test_resolve_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     [("ade20k", "wall", "flag"), ("cityscapes", "road", "bicycle"), ("cocostuff10k", "person", "wood"),
      ("lip", "background", "rightShoe")],
 )  # fmt: skip
-def test_dataset_metadata_matches_zoo_class_counts(dataset: str, first: str, last: str) -> None:
-    names, palette = dataset_metadata(dataset)
+def test_dataset_facts_match_zoo_class_counts(dataset: str, first: str, last: str) -> None:
+    info = dataset_info(dataset)
+    names, palette = info.class_names, info.palette
     expected = {e.num_classes for e in ZOO.values() if e.dataset == dataset}
     assert expected == {len(names)} and len(palette) == len(names)
     assert (names[0], names[-1]) == (first, last)
     assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in palette)
+
+
+def test_list_models_and_create_model() -> None:
+    assert list_models() == list_pretrained()
+    assert list_models("*_lip") == ["isnet_r101_d8_lip", "isnet_r50_d8_lip", "isnet_s101_d8_lip"]
+    model = create_model("isnet_r50_d8_lip")  # random init, the recipe's architecture and classes
+    lip = dataset_info("lip")
+    assert (model.backbone_name, model.num_classes, model.training) == ("resnet50_d8", 20, True)
+    assert model.class_names == list(lip.class_names) and model.palette == list(lip.palette)
+    assert model.meta == {"recipe": "isnet_r50_d8_lip"}
+    assert model.config["shortcut"] is True and model.config["act"] == "leaky_relu"
+    assert create_model("isnet_resnet50os8_lip").config == model.config  # the released file name works too
+    tuned = create_model(
+        "isnet_r50_d8_ade20k", num_classes=3, aux=False
+    )  # fine-tuning: the dataset's names go
+    assert tuned.num_classes == 3 and tuned.class_names == ["class_0", "class_1", "class_2"]
+    assert tuned.auxiliary_decoder is None
+    small = create_model("resnet18d", num_classes=4)  # not a recipe: a backbone name
+    assert (small.backbone_name, small.num_classes) == ("resnet18d", 4)
+    with pytest.raises(ValueError, match="isnet_r18_d8_ade20k"):
+        create_model("isnet_r18_d8_ade20k", pretrained=True, num_classes=4)

@@ -9,18 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from isnet.inference import (
-    EXPERIMENTS,
     SINGLE_SCALE,
     InferenceConfig,
     ms_flip_inference,
     run_inference,
     slide_inference,
     slide_windows,
+    test_settings,
     whole_inference,
 )
-from isnet.inference import settings as inference_settings
 from isnet.inference.tta import _swap_permutation
 from isnet.inference.window import _group_windows
+from isnet.meta import RECIPES
 
 NUM_CLASSES = 5
 
@@ -365,7 +365,7 @@ FIVE = (0.5, 0.75, 1.0, 1.25, 1.5)
     ],
 )
 def test_ms_flip_settings_follow_the_model_zoo(experiment, mode, scales, crop, use_probs) -> None:
-    config = inference_settings.test_settings(experiment, ms_flip=True)
+    config = test_settings(experiment, ms_flip=True)
     assert (config.mode, config.scales, config.flip, config.crop_size, config.use_probs) == (
         mode,
         scales,
@@ -374,7 +374,7 @@ def test_ms_flip_settings_follow_the_model_zoo(experiment, mode, scales, crop, u
         use_probs,
     )
     assert config.stride == ((341, 341) if mode == "slide" else None)
-    assert inference_settings.test_settings(experiment, ms_flip=False) == InferenceConfig()
+    assert test_settings(experiment, ms_flip=False) == InferenceConfig()
 
 
 def test_single_scale_default() -> None:
@@ -384,12 +384,12 @@ def test_single_scale_default() -> None:
         False,
         False,
     )
-    assert len(EXPERIMENTS) == 12
+    assert len(RECIPES) == 12
 
 
 def test_unknown_experiment_lists_valid_names() -> None:
     with pytest.raises(ValueError, match=r"isnet_r50_d8_voc.*isnet_r101_d8_ade20k"):
-        inference_settings.test_settings("isnet_r50_d8_voc", ms_flip=True)
+        test_settings("isnet_r50_d8_voc", ms_flip=True)
 
 
 @pytest.mark.parametrize(

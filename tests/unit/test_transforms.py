@@ -16,9 +16,6 @@ from torch.utils.data import DataLoader, Dataset
 from isnet.data.transforms import (
     IMAGENET_MEAN_255,
     IMAGENET_STD_255,
-    LIP_FLIP_PAIRS,
-    TEST_SETTINGS,
-    TRAIN_SETTINGS,
     CatMaxRatioCrop,
     CenterPad,
     HorizontalFlipSwapPairs,
@@ -32,7 +29,12 @@ from isnet.data.transforms import (
     select_crop,
 )
 from isnet.data.transforms.photometric import convert
+from isnet.meta import dataset_info
+from isnet.meta.datasets import LIP_FLIP_PAIRS
 
+ZOO_DATASETS = ("ade20k", "cocostuff10k", "cityscapes", "lip")
+TRAIN_PIPELINES = {name: dataset_info(name).train_pipeline for name in ZOO_DATASETS}
+TEST_PIPELINES = {name: dataset_info(name).test_pipeline for name in ZOO_DATASETS}
 MEAN = np.array(IMAGENET_MEAN_255)
 STD = np.array(IMAGENET_STD_255)
 N_DRAWS = 4000
@@ -130,7 +132,7 @@ def test_ratio_draws_are_uniform():
 def test_test_resize_leaves_mask_untouched():
     image = _image(30, 20)
     mask = np.random.default_rng(2).integers(0, 150, (30, 20)).astype(np.uint8)
-    out = build_test_transforms(**TEST_SETTINGS["ade20k"])(image=image, mask=mask)
+    out = build_test_transforms(**TEST_PIPELINES["ade20k"])(image=image, mask=mask)
     assert tuple(out["image"].shape) == (3, 768, 512)
     assert out["mask"].dtype == torch.int64
     np.testing.assert_array_equal(out["mask"].numpy(), mask)
@@ -146,7 +148,7 @@ def test_test_resize_leaves_mask_untouched():
 )
 def test_test_pipeline_values(name, hw, expected):
     image = _image(*hw)
-    out = build_test_transforms(**TEST_SETTINGS[name])(image=image)
+    out = build_test_transforms(**TEST_PIPELINES[name])(image=image)
     resized = cv2.resize(image, (expected[1], expected[0]), interpolation=cv2.INTER_LINEAR)
     want = ((resized.astype(np.float64) - MEAN) / STD).transpose(2, 0, 1)
     assert out["image"].dtype == torch.float32
@@ -532,14 +534,14 @@ def test_train_pipeline_outputs(kwargs, hw, labels):
 
 
 def test_presets_build():
-    for name, kwargs in TRAIN_SETTINGS.items():
+    for name, kwargs in TRAIN_PIPELINES.items():
         assert isinstance(build_train_transforms(**kwargs), A.Compose), name
-    for name, kwargs in TEST_SETTINGS.items():
+    for name, kwargs in TEST_PIPELINES.items():
         assert isinstance(build_test_transforms(**kwargs), A.Compose), name
 
 
 def test_same_seed_same_output_and_shared_generator():
-    t = build_train_transforms(**TRAIN_SETTINGS["lip"])
+    t = build_train_transforms(**TRAIN_PIPELINES["lip"])
     image, mask = _image(30, 20), np.random.default_rng(0).integers(0, 20, (30, 20)).astype(np.uint8)
     t.set_random_seed(7)
     first = [t(image=image, mask=mask)["mask"] for _ in range(3)]

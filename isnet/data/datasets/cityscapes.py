@@ -4,7 +4,7 @@ Reproduces sssegmentation `ssseg/modules/datasets/cityscapes.py` and
 `configs/_base_/datasets/cityscapes_512x1024.py`: ``*_gtFine_labelIds.png`` mapped to the 19 train ids
 (every other id ignored), train resize (2048, 1024) x U[0.5, 2.0), crop 512x1024, eval on ``val`` resized
 to (2048, 1024) keeping the ratio (1024x2048 images are unchanged). The id -> train-id table, the class
-names and the colours are taken from ``cityscapesscripts.helpers.labels``, the official definition.
+names and the colours are the official ``cityscapesscripts.helpers.labels`` table (in ``isnet.meta``).
 ``*_gtFine_labelTrainIds.png`` files (written by ``scripts/prepare_cityscapes.py`` or the official
 ``createTrainIdLabelImgs``) are read directly when present.
 """
@@ -15,35 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
 from isnet.data.datasets.listing import list_pairs, read_id_list
+from isnet.meta import dataset_info
 
-__all__ = [
-    "CITYSCAPES_CLASSES",
-    "CITYSCAPES_PALETTE",
-    "CITYSCAPES_ID_TO_TRAINID",
-    "CITYSCAPES_LABELID_LUT",
-    "CITYSCAPES_TRAINID_LUT",
-    "CityscapesDataModule",
-    "labelids_to_trainids",
-]
+__all__ = ["CityscapesDataModule", "labelids_to_trainids"]
 
-_TRAIN_LABELS = sorted((lb for lb in _CS_LABELS if 0 <= lb.trainId < 255), key=lambda lb: lb.trainId)
-CITYSCAPES_CLASSES: tuple[str, ...] = tuple(lb.name for lb in _TRAIN_LABELS)
-CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = tuple(tuple(lb.color) for lb in _TRAIN_LABELS)
-
-# labelId -> trainId; ids whose trainId is 255 or -1 (license plate) are ignored. The license plate's id -1
-# is stored as 255 in uint8 PNGs.
-CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
-    (lb.id % 256): (lb.trainId if 0 <= lb.trainId < 255 else IGNORE_INDEX) for lb in _CS_LABELS
-}
-CITYSCAPES_LABELID_LUT = build_lut(CITYSCAPES_ID_TO_TRAINID, identity=False)
-CITYSCAPES_TRAINID_LUT = build_lut(
-    {**{t: t for t in range(len(CITYSCAPES_CLASSES))}, 255: 255}, identity=False
-)
+INFO = dataset_info("cityscapes")
+CITYSCAPES_LABELID_LUT = build_lut(INFO.label_map, identity=False)
+CITYSCAPES_TRAINID_LUT = build_lut({**{t: t for t in range(INFO.num_classes)}, 255: 255}, identity=False)
 
 _LABEL_TYPES = ("auto", "labelIds", "labelTrainIds")
 _LAYOUT = (
@@ -60,7 +42,7 @@ def labelids_to_trainids(label_ids: np.ndarray) -> np.ndarray:
     return lut[label_ids.astype(np.uint8)].astype(np.uint8)
 
 
-class CityscapesDataModule(FileSegDataModule):
+class CityscapesDataModule(FileSegDataModule, dataset="cityscapes"):
     """Cityscapes fine (19 classes; eval on ``val``, 500 images).
 
     Args:
@@ -72,14 +54,6 @@ class CityscapesDataModule(FileSegDataModule):
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
-    name = "cityscapes"
-    class_names = list(CITYSCAPES_CLASSES)
-    palette = list(CITYSCAPES_PALETTE)
-    default_scale = (2048, 1024)
-    default_test_scale = (2048, 1024)
-    train_split = "train"
-    val_split = "val"
-    test_split = "val"
     layout = _LAYOUT
     prepare_script = "scripts/prepare_cityscapes.py"
 
@@ -87,7 +61,7 @@ class CityscapesDataModule(FileSegDataModule):
         self,
         root: str | Path,
         label_type: str = "auto",
-        crop_size: Any = (512, 1024),
+        crop_size: Any = INFO.train_pipeline["crop_size"],
         batch_size: int = 16,
         **kwargs: Any,
     ) -> None:

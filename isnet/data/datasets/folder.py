@@ -104,7 +104,7 @@ def load_classes_yaml(path: Path) -> dict[str, Any]:
     return {"classes": list(classes), "palette": palette, "ignore_index": ignore, "lut": lut}
 
 
-class FolderDataModule(FileSegDataModule):
+class FolderDataModule(FileSegDataModule, dataset="folder"):
     """Custom data in ``images/`` + ``masks/`` + ``classes.yaml`` (see the module docstring).
 
     Args:
@@ -114,7 +114,6 @@ class FolderDataModule(FileSegDataModule):
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
-    name = "folder"
     layout = _LAYOUT
 
     def __init__(

@@ -16,55 +16,11 @@ from typing import Any
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample
 from isnet.data.datasets.listing import list_pairs, read_id_list
-from isnet.data.transforms import LIP_FLIP_PAIRS  # (left, right): arms, legs, shoes
+from isnet.meta import dataset_info
 
-__all__ = ["LIP_CLASSES", "LIP_PALETTE", "LIP_FLIP_PAIRS", "LIPDataModule", "find_lip_dirs"]
+INFO = dataset_info("lip")
 
-LIP_CLASSES: tuple[str, ...] = (
-    "background",
-    "hat",
-    "hair",
-    "glove",
-    "sunglasses",
-    "upperclothes",
-    "dress",
-    "coat",
-    "socks",
-    "pants",
-    "jumpsuits",
-    "scarf",
-    "skirt",
-    "face",
-    "leftArm",
-    "rightArm",
-    "leftLeg",
-    "rightLeg",
-    "leftShoe",
-    "rightShoe",
-)
-
-LIP_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0),
-    (128, 0, 0),
-    (255, 0, 0),
-    (0, 85, 0),
-    (170, 0, 51),
-    (255, 85, 0),
-    (0, 0, 85),
-    (0, 119, 221),
-    (85, 85, 0),
-    (0, 85, 85),
-    (85, 51, 0),
-    (52, 86, 128),
-    (0, 128, 0),
-    (0, 0, 255),
-    (51, 170, 221),
-    (0, 255, 255),
-    (85, 255, 170),
-    (170, 255, 85),
-    (255, 255, 0),
-    (255, 170, 0),
-)
+__all__ = ["LIPDataModule", "find_lip_dirs"]
 
 _LAYOUTS = ("auto", "official", "flat")
 _LAYOUT = (
@@ -109,7 +65,7 @@ def find_lip_dirs(root: Path, split: str, layout: str = "auto") -> tuple[Path, P
     return None
 
 
-class LIPDataModule(FileSegDataModule):
+class LIPDataModule(FileSegDataModule, dataset="lip"):
     """LIP single-person parsing (20 classes; eval on ``val``).
 
     Args:
@@ -121,17 +77,6 @@ class LIPDataModule(FileSegDataModule):
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
-    name = "lip"
-    class_names = list(LIP_CLASSES)
-    palette = list(LIP_PALETTE)
-    flip_pairs = list(LIP_FLIP_PAIRS)
-    lip = True
-    lut = None
-    default_scale = (520, 520)
-    default_test_scale = (473, 473)
-    train_split = "train"
-    val_split = "val"
-    test_split = "val"
     layout = _LAYOUT
     prepare_script = "scripts/prepare_lip.py"
 
@@ -139,10 +84,10 @@ class LIPDataModule(FileSegDataModule):
         self,
         root: str | Path,
         layout: str = "auto",
-        crop_size: Any = (473, 473),
-        batch_size: int = 32,
-        ratio_range: Any = (0.75, 1.25),
-        test_keep_ratio: bool = False,
+        crop_size: Any = INFO.train_pipeline["crop_size"],
+        batch_size: int = INFO.batch_size,
+        ratio_range: Any = INFO.train_pipeline["ratio_range"],
+        test_keep_ratio: bool = INFO.test_pipeline["keep_ratio"],
         **kwargs: Any,
     ) -> None:
         if layout not in _LAYOUTS:

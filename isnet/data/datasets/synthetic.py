@@ -160,7 +160,7 @@ class SyntheticSegDataset(SegDataset):
         return image, label
 
 
-class SyntheticDataModule(SegDataModule):
+class SyntheticDataModule(SegDataModule, dataset="synthetic"):
     """Procedural dataset for fast CPU tests and smoke runs (no files).
 
     Args:
@@ -175,10 +175,6 @@ class SyntheticDataModule(SegDataModule):
         crop_size: Train crop when ``augment`` is true; defaults to ``image_size``.
         **kwargs: :class:`SegDataModule` arguments (batch_size, num_workers, seed, ...).
     """
-
-    name = "synthetic"
-    test_split = "test"
-    default_test_scale = None
 
     def __init__(
         self,
@@ -223,12 +219,6 @@ class SyntheticDataModule(SegDataModule):
         self.noise_std = float(noise_std)
         self.class_names = ["background"] + [f"shape_{k}" for k in range(1, num_classes)]
         self.palette = [tuple(int(c) for c in row) for row in synthetic_class_colours(num_classes)]
-        self.flip_pairs = []
-
-    @property
-    def test_settings(self) -> dict[str, Any]:
-        """Synthetic scenes are evaluated as generated (no resize)."""
-        return {"split": self.test_split, "scale": None, "keep_ratio": True, "label_resolution": "original"}
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
         """Build the procedural dataset of ``split``."""

@@ -6,30 +6,21 @@ transforms are exported for reuse and testing.
 
 from __future__ import annotations
 
+from isnet.meta.datasets import IMAGENET_MEAN_255, IMAGENET_STD_255  # re-exported for the data package
+
 from .cast import MaskToInt64
 from .compose import TorchSeededCompose
 from .crop import CatMaxRatioCrop, crop_is_accepted, select_crop
 from .flip import HorizontalFlipSwapPairs, swap_label_pairs
 from .padding import CenterPad, center_pad
 from .photometric import PhotoMetricDistortion
-from .pipelines import (
-    IMAGENET_MEAN_255,
-    IMAGENET_STD_255,
-    LIP_FLIP_PAIRS,
-    TEST_SETTINGS,
-    TRAIN_SETTINGS,
-    build_test_transforms,
-    build_train_transforms,
-)
+from .pipelines import build_test_transforms, build_train_transforms
 from .resize import RandomResizeRatio, resized_shape
 from .rotate import RandomRotation
 
 __all__ = [
     "IMAGENET_MEAN_255",
     "IMAGENET_STD_255",
-    "LIP_FLIP_PAIRS",
-    "TEST_SETTINGS",
-    "TRAIN_SETTINGS",
     "CatMaxRatioCrop",
     "CenterPad",
     "HorizontalFlipSwapPairs",

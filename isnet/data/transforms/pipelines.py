@@ -1,5 +1,6 @@
 """Train and test pipelines of the sssegmentation ISNet dataset configs (``configs/_base_/datasets``).
 
+Per-dataset arguments: ``isnet.meta.dataset_info(name).train_pipeline`` / ``.test_pipeline``.
 Train (ADE20k, COCOStuff-10k, Cityscapes): random-ratio keep-ratio resize, category-ratio crop,
 horizontal flip, photometric distortion, normalise, centred pad to the crop size, to tensor.
 Train (LIP): square resize ``int(520 * r)``, ``r ~ U[0.75, 1.25)``, crop 473, flip with left/right label
@@ -21,6 +22,8 @@ from typing import Any
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+from isnet.meta.datasets import IMAGENET_MEAN_255, IMAGENET_STD_255
+
 from ._checks import check_int_pair, check_label, check_mean_std, check_probability, check_range
 from .cast import MaskToInt64
 from .compose import TorchSeededCompose
@@ -31,44 +34,7 @@ from .photometric import PhotoMetricDistortion
 from .resize import RandomResizeRatio
 from .rotate import RandomRotation
 
-__all__ = [
-    "IMAGENET_MEAN_255",
-    "IMAGENET_STD_255",
-    "LIP_FLIP_PAIRS",
-    "TEST_SETTINGS",
-    "TRAIN_SETTINGS",
-    "build_test_transforms",
-    "build_train_transforms",
-]
-
-IMAGENET_MEAN_255: tuple[float, float, float] = (123.675, 116.28, 103.53)
-"""ImageNet RGB mean in 0-255 units (the reference's ``Normalize`` mean)."""
-IMAGENET_STD_255: tuple[float, float, float] = (58.395, 57.12, 57.375)
-"""ImageNet RGB std in 0-255 units (the reference's ``Normalize`` std)."""
-LIP_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((14, 15), (16, 17), (18, 19))
-"""LIP left/right pairs: arms, legs, shoes (0-based labels)."""
-
-TRAIN_SETTINGS: dict[str, dict[str, Any]] = {
-    "ade20k": {"scale": (2048, 512), "crop_size": (512, 512)},
-    "cocostuff10k": {"scale": (2048, 512), "crop_size": (512, 512)},
-    "cityscapes": {"scale": (2048, 1024), "crop_size": (512, 1024)},
-    "lip": {
-        "scale": (520, 520),
-        "crop_size": (473, 473),
-        "ratio_range": (0.75, 1.25),
-        "flip_pairs": LIP_FLIP_PAIRS,
-        "lip": True,
-    },
-}
-"""Per-dataset keyword arguments of :func:`build_train_transforms` (reference dataset configs)."""
-
-TEST_SETTINGS: dict[str, dict[str, Any]] = {
-    "ade20k": {"scale": (2048, 512), "keep_ratio": True},
-    "cocostuff10k": {"scale": (2048, 512), "keep_ratio": True},
-    "cityscapes": {"scale": (2048, 1024), "keep_ratio": True},
-    "lip": {"scale": (473, 473), "keep_ratio": False},
-}
-"""Per-dataset keyword arguments of :func:`build_test_transforms` (reference dataset configs)."""
+__all__ = ["build_test_transforms", "build_train_transforms"]
 
 LIP_ROTATE_PROB = 0.6
 LIP_MAX_ANGLE = 30
@@ -99,7 +65,7 @@ def build_train_transforms(
         ratio_range: Resize jitter ``(low, high)``: (0.5, 2.0), LIP (0.75, 1.25).
         cat_max_ratio: Largest share of one label in an accepted crop.
         flip_prob: Horizontal flip probability.
-        flip_pairs: Label pairs swapped on flip (LIP: :data:`LIP_FLIP_PAIRS`).
+        flip_pairs: Label pairs swapped on flip (LIP: ``isnet.meta.datasets.LIP_FLIP_PAIRS``).
         lip: LIP recipe: resize without keeping the aspect ratio and rotate (p 0.6, -30..29 degrees)
             after the flip.
         ignore_index: Ignore label, used by the crop check, rotation border and padding.
