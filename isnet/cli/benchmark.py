@@ -443,14 +443,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "data" in cases:
         report["data_images_per_s_per_worker"] = bench_data(1 if small else args.repeats)
     if args.out:
-        from isnet.utils.io import atomic_write_text
+        from isnet.utils.io import atomic_write
 
-        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+        atomic_write(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
     if args.markdown:
-        from isnet.utils.io import atomic_write_text
+        from isnet.utils.io import atomic_write
 
-        atomic_write_text(args.markdown, to_markdown(report))
+        atomic_write(args.markdown, to_markdown(report))
         print(f"wrote {args.markdown}")
     return report
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from isnet.checkpoint import save_checkpoint
 from isnet.convert import from_sssegmentation
-from isnet.utils.io import CheckpointError
+from isnet.errors import CheckpointError
 
 __all__ = ["convert", "main"]
 

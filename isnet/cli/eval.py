@@ -32,7 +32,7 @@ from isnet.cli import CONFIG_DIR
 from isnet.cli.utils import build_module
 from isnet.inference import InferenceConfig, test_settings
 from isnet.inference.auto import peak_memory
-from isnet.lit.callbacks import write_json_atomic
+from isnet.utils.io import write_json
 from isnet.viz import confusion_matrix_figure, per_class_iou_figure, save_figure
 
 __all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plots"]
@@ -161,7 +161,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             result["plots"] = {key: str(path) for key, path in plots.items()}
             for path in plots.values():
                 print(f"Wrote {path}")
-        out = write_json_atomic(cfg.output_json, result)
+        out = write_json(cfg.output_json, result)
         print(f"Wrote {out}")
     return result
 

@@ -27,7 +27,7 @@ import isnet.hub
 from isnet.cli import CONFIG_DIR
 from isnet.cli.eval import compile_setting, inference_settings
 from isnet.inference import run_inference
-from isnet.lit.callbacks import write_json_atomic
+from isnet.utils.io import write_json
 from isnet.viz import colorize, default_palette, overlay, save_image
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "main", "predict"]
@@ -130,7 +130,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
             written["labels"] = str(save_image(out_dir / f"{stem}_labels.png", pred.astype(np.uint8)))
         present = [settings["class_names"][k] for k in np.unique(pred).tolist()]
         records.append({"input": str(path), **written, "classes": present})
-    index = write_json_atomic(out_dir / "predictions.json", {"checkpoint": ckpt, "images": records})
+    index = write_json(out_dir / "predictions.json", {"checkpoint": ckpt, "images": records})
     print(f"Wrote {len(records)} prediction(s) to {out_dir.resolve()} (index: {index.name})")
     return records
 

@@ -30,7 +30,7 @@ from isnet.cli.utils import (
     is_child_process,
     resolve_ckpt_path,
 )
-from isnet.lit.callbacks import write_json_atomic
+from isnet.utils.io import write_json
 
 __all__ = ["main", "metric_value", "train"]
 
@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics["last_checkpoint"] = _last_checkpoint(trainer)
     metrics["elapsed_s"] = round(time.time() - start, 1)
     if trainer.is_global_zero:
-        write_json_atomic(output_dir / "metrics.json", metrics)
+        write_json(output_dir / "metrics.json", metrics)
         _report(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer, "output_dir": output_dir}
 

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from isnet.lit.callbacks import write_json_atomic
+from isnet.utils.io import write_json
 
 __all__ = [
     "RUN_MARKER",
@@ -186,10 +186,10 @@ def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
 
         previous = json.loads(marker.read_text())
         previous.setdefault("resumed", []).append(meta)
-        write_json_atomic(marker, previous)
+        write_json(marker, previous)
         name = f"config.resumed-{meta['started'].replace(':', '-')}.yaml"
     else:
-        write_json_atomic(marker, meta)
+        write_json(marker, meta)
         name = "config.yaml"
     try:
         text = OmegaConf.to_yaml(cfg, resolve=True)
