@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["CONFIG_DIR", "compose", "register_resolvers"]
+__all__ = ["CONFIG_DIR", "compose", "register_resolvers", "unique_dir"]
 
 #: Absolute path of the Hydra config folder (``<repo>/conf``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -20,7 +20,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 _RUN_DIRS: dict[str, str] = {}
 
 
-def _unique_dir(base: str) -> str:
+def unique_dir(base: str) -> str:
     """``base`` if no such folder exists yet, else ``base_1``, ``base_2``, ... (first free name).
 
     The choice is remembered per process, so re-resolving the interpolation (Hydra and Lightning's DDP
@@ -38,7 +38,7 @@ def _unique_dir(base: str) -> str:
 def register_resolvers() -> None:
     """Register the ``${unique_dir:...}`` resolver used by ``conf/hydra/default.yaml`` (idempotent)."""
     if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", _unique_dir)
+        OmegaConf.register_new_resolver("unique_dir", unique_dir)
 
 
 register_resolvers()

@@ -183,7 +183,7 @@ def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> 
     cost grows with pixels and classes.
     """
     from isnet.models.heads import semantic_class_centres
-    from isnet.models.heads.context import _class_centres_dense
+    from isnet.models.heads.context import class_centres_dense
 
     def inputs(side: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(0)
@@ -191,7 +191,7 @@ def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> 
         return torch.randn(*shape, generator=gen), torch.randn(batch, classes, side, side, generator=gen)
 
     def dense_per_pixel(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        centres, classes, _ = _class_centres_dense(feats.flatten(2), logits.flatten(2))
+        centres, classes, _ = class_centres_dense(feats.flatten(2), logits.flatten(2))
         return centres.gather(2, classes.expand(-1, feats.shape[1], -1)).view_as(feats)
 
     feats, logits = inputs(size, num_classes)

@@ -27,6 +27,7 @@ from isnet.data.datasets.base import (
     read_label,
 )
 from isnet.data.transforms import build_test_transforms, build_train_transforms
+from isnet.utils.pairs import as_pair
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
 
@@ -73,20 +74,6 @@ def seg_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = values
     return out
-
-
-def _pair(value: int | Sequence[int], setting: str) -> tuple[int, int]:
-    """Turn an int or a 2-sequence into a (h, w) tuple of positive ints."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair = (value, value)
-    else:
-        try:
-            pair = tuple(int(v) for v in value)  # type: ignore[union-attr]
-        except TypeError:
-            raise ValueError(f"{setting} must be an int or [h, w], got {value!r}.") from None
-    if len(pair) != 2 or min(pair) <= 0:
-        raise ValueError(f"{setting} must be a positive int or [h, w] of positive ints, got {value!r}.")
-    return pair  # type: ignore[return-value]
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -153,7 +140,7 @@ class SegDataModule(pl.LightningDataModule):
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        self.crop_size = _pair(crop_size, "crop_size")
+        self.crop_size = as_pair(crop_size, "crop_size")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
         if not isinstance(val_batch_size, int) or val_batch_size <= 0:
@@ -174,12 +161,12 @@ class SegDataModule(pl.LightningDataModule):
         self.val_batch_size = val_batch_size
         self.pin_memory = pin_memory
         self.seed = int(seed)
-        self.scale = _pair(scale, "scale") if scale is not None else tuple(self.default_scale)
+        self.scale = as_pair(scale, "scale") if scale is not None else tuple(self.default_scale)
         self.ratio_range = ratio_range
         self.cat_max_ratio = float(cat_max_ratio)
         self.flip_prob = float(flip_prob)
         if test_scale is not None:
-            self.test_scale: tuple[int, int] | None = _pair(test_scale, "test_scale")
+            self.test_scale: tuple[int, int] | None = as_pair(test_scale, "test_scale")
         else:
             self.test_scale = tuple(self.default_test_scale) if self.default_test_scale else None
         self.test_keep_ratio = bool(test_keep_ratio)

@@ -17,10 +17,10 @@ import torch
 
 from isnet.errors import CheckpointError
 
-__all__ = ["atomic_path", "atomic_torch_save", "atomic_write", "refusal_reason", "safe_torch_load", "write_json"]
+__all__ = ["atomic_path", "atomic_torch_save", "atomic_write", "safe_torch_load", "write_json"]
 
 
-def refusal_reason(err: Exception) -> str:
+def _refusal_reason(err: Exception) -> str:
     """The line of torch's weights-only error that names what was refused (e.g. ``GLOBAL posix.system``)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     hits = [
@@ -45,7 +45,7 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refusing to load {path}: it contains Python objects other than tensors and plain containers, "
-            f"and unpickling them could run code; nothing in it was executed ({refusal_reason(err)})"
+            f"and unpickling them could run code; nothing in it was executed ({_refusal_reason(err)})"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from isnet.data.datamodule import SegDataModule, _pair
+from isnet.data.datamodule import SegDataModule
 from isnet.data.datasets.base import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
@@ -25,6 +25,7 @@ from isnet.data.datasets.base import (
     reseed_transform,
     to_normalized_tensor,
 )
+from isnet.utils.pairs import as_pair
 
 __all__ = ["SyntheticSegDataset", "SyntheticDataModule", "synthetic_class_colours"]
 
@@ -226,7 +227,7 @@ class SyntheticDataModule(SegDataModule):
     ) -> None:
         if not isinstance(num_classes, int) or not 2 <= num_classes <= 255:
             raise ValueError(f"num_classes must be an int in [2, 255], got {num_classes!r}.")
-        size = _pair(image_size, "image_size")
+        size = as_pair(image_size, "image_size")
         if min(size) < 8:
             raise ValueError(f"image_size must be at least 8 pixels per side, got {list(size)}.")
         for setting, value in (("num_train", num_train), ("num_val", num_val)):
