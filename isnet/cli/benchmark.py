@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isnet.cli import one_line_errors
+
 __all__ = ["main", "slc_loop", "time_fn"]
 
 WORKER = Path(__file__).with_name("bench_worker.py")
@@ -353,6 +355,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.reference and not (Path(args.reference) / "ssseg").is_dir():

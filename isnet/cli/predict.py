@@ -24,8 +24,9 @@ from omegaconf import DictConfig
 
 import isnet
 import isnet.hub
-from isnet.cli import CONFIG_DIR
+from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.eval import compile_setting, inference_settings
+from isnet.errors import ConfigError
 from isnet.inference import run_inference
 from isnet.utils.io import write_json
 from isnet.viz import colorize, default_palette, overlay, save_image
@@ -73,7 +74,7 @@ def _data_settings(cfg: DictConfig, num_classes: int) -> dict[str, Any]:
                 "mean": _MEAN, "std": _STD, "transform": None, "flip_pairs": []}  # fmt: skip
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {cfg.ckpt} predicts {num_classes} classes but the data config "
             f"'{getattr(datamodule, 'name', '?')}' has {datamodule.num_classes}; pick the matching experiment/data"
         )
@@ -136,6 +137,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     """Console entry point ``isnet-predict`` / ``scripts/predict.py``."""
     predict(cfg)

@@ -27,6 +27,7 @@ from isnet.data.datasets.base import (
     read_label,
 )
 from isnet.data.transforms import build_test_transforms, build_train_transforms
+from isnet.errors import ConfigError, DataError
 from isnet.utils.pairs import as_pair
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
@@ -142,20 +143,20 @@ class SegDataModule(pl.LightningDataModule):
         super().__init__()
         self.crop_size = as_pair(crop_size, "crop_size")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
+            raise ConfigError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
         if not isinstance(val_batch_size, int) or val_batch_size <= 0:
-            raise ValueError(f"val_batch_size must be a positive int, got {val_batch_size!r}.")
+            raise ConfigError(f"val_batch_size must be a positive int, got {val_batch_size!r}.")
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}.")
+            raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}.")
         ratio_range = tuple(float(r) for r in ratio_range)
         if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f"ratio_range must be [lo, hi] with 0 < lo <= hi, got {list(ratio_range)}.")
+            raise ConfigError(f"ratio_range must be [lo, hi] with 0 < lo <= hi, got {list(ratio_range)}.")
         if not 0.0 < cat_max_ratio <= 1.0:
-            raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}.")
+            raise ConfigError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}.")
         if not 0.0 <= flip_prob <= 1.0:
-            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}.")
+            raise ConfigError(f"flip_prob must be in [0, 1], got {flip_prob!r}.")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std must be 3 RGB values with std > 0, got mean={mean}, std={std}.")
+            raise ConfigError(f"mean and std must be 3 RGB values with std > 0, got mean={mean}, std={std}.")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_batch_size = val_batch_size
@@ -240,10 +241,10 @@ class SegDataModule(pl.LightningDataModule):
             ValueError: ``batch_size`` is not divisible by the world size, or a split is empty.
         """
         if stage not in _STAGES:
-            raise ValueError(f"stage must be one of {list(_STAGES)}, got {stage!r}.")
+            raise ConfigError(f"stage must be one of {list(_STAGES)}, got {stage!r}.")
         world_size, _ = self._world()
         if self.batch_size % world_size != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size ({self.batch_size}) is the global batch and must be divisible by the number "
                 f"of devices (trainer.world_size = {world_size})."
             )
@@ -261,7 +262,7 @@ class SegDataModule(pl.LightningDataModule):
 
     def _checked(self, dataset: Dataset, split: str) -> Dataset:
         if len(dataset) == 0:  # type: ignore[arg-type]
-            raise ValueError(f"{self.name}: split {split!r} is empty; {self._where(split)}")
+            raise DataError(f"{self.name}: split {split!r} is empty; {self._where(split)}")
         return dataset
 
     def _where(self, split: str) -> str:
@@ -360,8 +361,10 @@ class FileSegDataModule(SegDataModule):
 
     def missing(self, what: Path | str) -> FileNotFoundError:
         """Error for a missing root/split, naming the expected layout and the prepare script."""
+        empty = self.root.is_dir() and not any(self.root.iterdir())
+        what = f"dataset root {self.root} is an empty folder (no images)" if empty else f"{what} not found"
         return FileNotFoundError(
-            f"{self.name}: {what} not found. Expected layout under root={self.root}: {self.layout}. "
+            f"{self.name}: {what}. Expected layout under root={self.root}: {self.layout}. "
             f"Prepare it with `python {self.prepare_script}`."
         )
 

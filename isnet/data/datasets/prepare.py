@@ -17,6 +17,8 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from isnet.errors import DataError
+
 __all__ = ["PrepareReport", "extract_zip", "progress", "write_text", "write_label_png"]
 
 T = TypeVar("T")
@@ -97,7 +99,7 @@ def extract_zip(
                 continue
             rel = PurePosixPath(name)
             if rel.is_absolute() or ".." in rel.parts:
-                raise ValueError(f"{zip_path}: member {member.filename!r} would be written outside {dest}.")
+                raise DataError(f"{zip_path}: member {member.filename!r} would be written outside {dest}.")
             target = dest.joinpath(*rel.parts)
             if target.exists():
                 if target.stat().st_size == member.file_size:
