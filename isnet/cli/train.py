@@ -32,7 +32,7 @@ from isnet.cli.utils import (
     resolve_ckpt_path,
 )
 from isnet.errors import ConfigError
-from isnet.utils.io import write_json
+from isnet.utils.io import safe_torch_load, write_json
 
 __all__ = ["main", "metric_value", "train"]
 
@@ -91,7 +91,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     best = _best_checkpoint(trainer)
     if cfg.get("test", False):
         # Test the best validated weights when a checkpoint tracked them, else the weights in memory.
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        if best:
+            model.load_state_dict(safe_torch_load(best)["state_dict"])
+        trainer.test(model=model, datamodule=datamodule)
         metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if best:
             metrics["test_checkpoint"] = best
