@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from isnet.cli import one_line_errors
 from isnet.data.datasets.ade20k import find_ade20k_root
 from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, write_text
+from isnet.errors import DataError
 
 SPLITS = {"train": "training", "val": "validation"}
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
     parser = argparse.ArgumentParser(
@@ -39,11 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         report.merge(extract_zip(args.zip, args.root, force=args.force))
     base = find_ade20k_root(args.root)
     if base is None:
-        console.print(
-            f"[red]ADEChallengeData2016 (images/, annotations/) not found under {args.root}; "
-            "pass --zip ADEChallengeData2016.zip[/red]"
+        raise DataError(
+            f"ADEChallengeData2016 (images/, annotations/) not found under {args.root}; "
+            "pass --zip ADEChallengeData2016.zip"
         )
-        return 1
     for split, folder in SPLITS.items():
         ids = sorted(p.stem for p in (base / "images" / folder).glob("*.jpg"))
         missing = [i for i in ids if not (base / "annotations" / folder / f"{i}.png").is_file()]

@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from isnet.cli import one_line_errors
 from isnet.data.datasets.base import read_label
 from isnet.data.datasets.cityscapes import labelids_to_trainids
 from isnet.data.datasets.prepare import PrepareReport, console, progress, write_label_png, write_text
+from isnet.errors import DataError
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
     parser = argparse.ArgumentParser(
@@ -40,11 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     for split in args.splits:
         label_dir = args.root / "gtFine" / split
         if not label_dir.is_dir():
-            console.print(
-                f"[red]{label_dir} not found; expected gtFine/{split}/<city>/*_gtFine_labelIds.png "
-                f"under {args.root} (unzip gtFine_trainvaltest.zip there)[/red]"
+            raise DataError(
+                f"{label_dir} not found; expected gtFine/{split}/<city>/*_gtFine_labelIds.png "
+                f"under {args.root} (unzip gtFine_trainvaltest.zip there)"
             )
-            return 1
         sources = sorted(label_dir.glob("*/*_gtFine_labelIds.png"))
         for src in progress(sources, len(sources), f"trainIds {split}"):
             target = src.with_name(src.name.replace("_gtFine_labelIds.png", "_gtFine_labelTrainIds.png"))

@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from isnet.cli import one_line_errors
 from isnet.data.datasets.lip import find_lip_dirs
 from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, write_text
+from isnet.errors import DataError
 
 ZIPS = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip")
 _TOP = ("TrainVal_images", "TrainVal_parsing_annotations")
@@ -37,6 +39,7 @@ def flat_name(member: str) -> str | None:
     return "/".join(parts)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
     parser = argparse.ArgumentParser(
@@ -56,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("train", "val"):
         found = find_lip_dirs(args.root, split, args.layout)
         if found is None:
-            console.print(
-                f"[red]LIP {split} images/segmentations not found under {args.root} ({args.layout} layout); pass --zips[/red]"
+            raise DataError(
+                f"LIP {split} images/segmentations not found under {args.root} ({args.layout} layout); pass --zips"
             )
-            return 1
         image_dir, _, list_file = found
         if list_file is None:
             list_file = image_dir.parent / f"{split}_id.txt"

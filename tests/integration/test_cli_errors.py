@@ -108,7 +108,9 @@ def test_predict_errors(ckpt: Path, data: dict[str, Path], tmp_path: Path) -> No
         "class_count": ([f"ckpt={ckpt}", f"input={image}", "data=synthetic", "data.num_classes=6"], ["4", "6"]),
     }  # fmt: skip
     for name, (args, facts) in cases.items():
-        assert_one_error_line(run("predict", [*args, f"output_dir={tmp_path / name}"], tmp_path / name), *facts)
+        assert_one_error_line(
+            run("predict", [*args, f"output_dir={tmp_path / name}"], tmp_path / name), *facts
+        )
 
 
 @pytest.mark.parametrize("script", ["train", "eval", "predict"])
