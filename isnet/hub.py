@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from isnet.convert import ConversionError, from_sssegmentation
+from isnet.errors import CheckpointError
 from isnet.models import ISNet
 from isnet.models.pretrained import DownloadError, download_cached
-from isnet.utils.io import CheckpointError
 from isnet.zoo import ZOO, ZooEntry, zoo_entry
 
 __all__ = [

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from isnet.errors import CheckpointError
 from isnet.models import ISNet
-from isnet.utils.io import CheckpointError, safe_torch_load
+from isnet.utils.io import safe_torch_load
 from isnet.utils.state_dict import mismatch_report, plain_state_dict
 from isnet.zoo import ZooEntry, zoo_entry
 

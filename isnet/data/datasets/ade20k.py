@@ -13,6 +13,7 @@ from pathlib import Path
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
 from isnet.data.datasets.listing import list_pairs, read_id_list
+from isnet.errors import ConfigError
 
 __all__ = ["ADE20kDataModule", "ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20K_LUT", "find_ade20k_root"]
 
@@ -370,7 +371,7 @@ class ADE20kDataModule(FileSegDataModule):
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split`` ("train" or "val"), from ``<split>.txt`` if present, else the folder."""
         if split not in _SPLIT_DIRS:
-            raise ValueError(f"ADE20k split must be one of {sorted(_SPLIT_DIRS)}, got {split!r}.")
+            raise ConfigError(f"ADE20k split must be one of {sorted(_SPLIT_DIRS)}, got {split!r}.")
         base = find_ade20k_root(self.root) or self.root / "ADEChallengeData2016"
         image_dir = base / "images" / _SPLIT_DIRS[split]
         label_dir = base / "annotations" / _SPLIT_DIRS[split]

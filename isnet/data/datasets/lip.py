@@ -17,6 +17,7 @@ from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample
 from isnet.data.datasets.listing import list_pairs, read_id_list
 from isnet.data.transforms import LIP_FLIP_PAIRS  # (left, right): arms, legs, shoes
+from isnet.errors import ConfigError
 
 __all__ = ["LIP_CLASSES", "LIP_PALETTE", "LIP_FLIP_PAIRS", "LIPDataModule", "find_lip_dirs"]
 
@@ -146,7 +147,7 @@ class LIPDataModule(FileSegDataModule):
         **kwargs: Any,
     ) -> None:
         if layout not in _LAYOUTS:
-            raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
+            raise ConfigError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
         super().__init__(
             root=root,
             crop_size=crop_size,
