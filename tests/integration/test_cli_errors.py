@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from isnet.data import fixtures as fx
 from isnet.utils.io import safe_torch_load
+from tests import fixtures as fx
 
 from .conftest import TINY
 
