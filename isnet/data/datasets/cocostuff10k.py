@@ -449,7 +449,7 @@ class COCOStuff10kDataModule(FileSegDataModule):
         """Pairs of ``split`` from ``imageLists/<split>.txt``, preferring PNG labels."""
         image_dir = self.root / "images"
         list_file = self.root / "imageLists" / f"{split}.txt"
-        self.require(image_dir, split=split)
+        self.require(image_dir)
         ids = read_id_list(list_file)
         if ids is None:
             raise self.missing(f"split list {list_file}")
@@ -458,6 +458,6 @@ class COCOStuff10kDataModule(FileSegDataModule):
         if png_dir.is_dir() and all((png_dir / f"{i}.png").is_file() for i in ids):
             label_dir, label_suffix = png_dir, ".png"
         else:
-            self.require(mat_dir, split=split)
+            self.require(mat_dir)
             label_dir, label_suffix = mat_dir, ".mat"
         return list_pairs(image_dir, label_dir, ids=ids, label_suffix=label_suffix, list_file=list_file)
