@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from isnet.errors import CheckpointError
 from isnet.models import ISNet
-from isnet.utils.io import CheckpointError, atomic_torch_save, safe_torch_load
+from isnet.utils.io import atomic_torch_save, safe_torch_load
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 

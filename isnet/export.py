@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from torch import nn
 
 from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.models import ISNet
+from isnet.utils.io import atomic_path
 
 __all__ = [
     "FORMATS",
@@ -160,23 +160,6 @@ def _default_sizes(sample_size: tuple[int, int]) -> list[tuple[int, int, int]]:
     """(batch, H, W) checks: the sample size with batch 1, and an odd size with batch 2."""
     h, w = sample_size
     return [(1, h, w), (2, h * 3 // 4 + 1, w * 5 // 4 + 3)]
-
-
-@contextmanager
-def _temporary_path(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary file next to ``path`` that is renamed onto it if the block succeeds, else removed."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # same folder (so the rename is atomic), same suffix (torch.export.save wants ".pt2"), created by the writer
-    # itself so it gets the usual permissions
-    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @contextmanager
@@ -387,7 +370,7 @@ def export_model(
         meta = export_metadata(model, resolution)
         sample = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(seed))
         result = ExportResult(str(path), fmt, resolution, rtol, atol, metadata=meta)
-        with _temporary_path(path, overwrite) as tmp:
+        with atomic_path(path, overwrite) as tmp:
             if fmt == "onnx":
                 _write_onnx(wrapper, sample, tmp, opset, meta, dynamo)
                 load = _onnx_runner

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from isnet.convert import from_sssegmentation
+from isnet.errors import CheckpointError
 from isnet.meta.recipes import RECIPES, Recipe, recipe
 from isnet.models import ISNet
 from isnet.models.pretrained import DownloadError, download_cached
-from isnet.utils.io import CheckpointError
 
 __all__ = [
     "ZOO_URL_ENV",

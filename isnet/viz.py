@@ -460,13 +460,11 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
     A reader (or a crash) never sees a half-written picture; the figure is cleared afterwards to free memory.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    from isnet.utils.io import atomic_path
+
     try:
-        fig.savefig(tmp, format="png", dpi=100, facecolor="white")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, facecolor="white")
     finally:
-        tmp.unlink(missing_ok=True)
         fig.clear()
-    return path
+    return Path(path)

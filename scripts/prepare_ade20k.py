@@ -13,23 +13,25 @@ Usage: python scripts/prepare_ade20k.py --zip ADEChallengeData2016.zip --root da
 
 from __future__ import annotations
 
+from isnet.cli import one_line_errors
 from isnet.data.datasets.ade20k import find_ade20k_root
 from isnet.data.datasets.prepare import console, prepare_parser, unzip_requested, write_id_list
+from isnet.errors import DataError
 
 SPLITS = {"train": "training", "val": "validation"}
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
     args = prepare_parser(__doc__, "data/ADE20k", archive="ADEChallengeData2016.zip").parse_args(argv)
     report = unzip_requested(args)
     base = find_ade20k_root(args.root)
     if base is None:
-        console.print(
-            f"[red]ADEChallengeData2016 (images/, annotations/) not found under {args.root}; "
-            "pass --zip ADEChallengeData2016.zip[/red]"
+        raise DataError(
+            f"ADEChallengeData2016 (images/, annotations/) not found under {args.root}; "
+            "pass --zip ADEChallengeData2016.zip"
         )
-        return 1
     for split, folder in SPLITS.items():
         ids = sorted(p.stem for p in (base / "images" / folder).glob("*.jpg"))
         missing = [i for i in ids if not (base / "annotations" / folder / f"{i}.png").is_file()]

@@ -13,6 +13,7 @@ Usage: python scripts/prepare_cityscapes.py --root data/CityScapes [--lists]
 
 from __future__ import annotations
 
+from isnet.cli import one_line_errors
 from isnet.data.datasets.base import read_label
 from isnet.data.datasets.cityscapes import labelids_to_trainids
 from isnet.data.datasets.prepare import (
@@ -23,8 +24,10 @@ from isnet.data.datasets.prepare import (
     write_id_list,
     write_label_png,
 )
+from isnet.errors import DataError
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
     parser = prepare_parser(__doc__, "data/CityScapes", "folder with leftImg8bit/, gtFine/")
@@ -38,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     for split in args.splits:
         label_dir = args.root / "gtFine" / split
         if not label_dir.is_dir():
-            console.print(
-                f"[red]{label_dir} not found; expected gtFine/{split}/<city>/*_gtFine_labelIds.png "
-                f"under {args.root} (unzip gtFine_trainvaltest.zip there)[/red]"
+            raise DataError(
+                f"{label_dir} not found; expected gtFine/{split}/<city>/*_gtFine_labelIds.png "
+                f"under {args.root} (unzip gtFine_trainvaltest.zip there)"
             )
-            return 1
         sources = sorted(label_dir.glob("*/*_gtFine_labelIds.png"))
         for src in progress(sources, len(sources), f"trainIds {split}"):
             target = src.with_name(src.name.replace("_gtFine_labelIds.png", "_gtFine_labelTrainIds.png"))

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from isnet.cli import one_line_errors
 from isnet.data.datasets.lip import find_lip_dirs
 from isnet.data.datasets.prepare import PrepareReport, console, extract_zip, prepare_parser, write_id_list
+from isnet.errors import DataError
 
 ZIPS = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip")
 _TOP = ("TrainVal_images", "TrainVal_parsing_annotations")
@@ -36,6 +38,7 @@ def flat_name(member: str) -> str | None:
     return "/".join(parts)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the preparation; returns the process exit code."""
     parser = prepare_parser(__doc__, "data/LIP")
@@ -51,10 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("train", "val"):
         found = find_lip_dirs(args.root, split, args.layout)
         if found is None:
-            console.print(
-                f"[red]LIP {split} images/segmentations not found under {args.root} ({args.layout} layout); pass --zips[/red]"
+            raise DataError(
+                f"LIP {split} images/segmentations not found under {args.root} ({args.layout} layout); pass --zips"
             )
-            return 1
         image_dir, _, list_file = found
         if list_file is None:
             list_file = image_dir.parent / f"{split}_id.txt"

@@ -1,17 +1,73 @@
-"""Command-line entry points (``isnet-train``, ``isnet-eval``, ``isnet-predict``, ``isnet-convert``).
+"""Command-line entry points (``isnet-train``, ``isnet-eval``, ``isnet-predict``, ``isnet-convert``, ...).
 
 The Hydra configs live in ``conf/`` at the repository root (install the package editable so it is found, or
 pass ``--config-dir``). :func:`compose` builds the same configuration in Python, for tests and notebooks.
+Every ``main`` is wrapped in :func:`one_line_errors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["CONFIG_DIR", "compose", "register_resolvers"]
+from isnet.errors import IsnetError
+
+__all__ = ["CONFIG_DIR", "compose", "error_line", "one_line_errors", "register_resolvers", "unique_dir"]
+
+#: Known errors end a command with one line: the package's own, a missing/unreadable/corrupt file (named in the
+#: message), and a config key that is missing or mistyped. Anything else is a bug and keeps its traceback.
+KNOWN_ERRORS = (IsnetError, OSError, OmegaConfBaseException)
+#: Environment switch that shows the traceback of known errors too.
+DEBUG_ENV = "ISNET_DEBUG"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _known(err: BaseException) -> BaseException | None:
+    """``err`` or the first known error it wraps (Hydra's ``instantiate`` wraps constructor errors)."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, KNOWN_ERRORS):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+def error_line(err: BaseException) -> str:
+    """``err``'s message on one line (for an error re-raised from a DataLoader worker: the original one)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    if "Original Traceback (most recent call last):" in lines:
+        lines = [lines[-1].split(": ", 1)[-1]]
+    return " ".join(lines)
+
+
+def one_line_errors(main: F) -> F:
+    """End a known error of ``main`` with one line ``error: <message>`` on stderr and exit code 1.
+
+    With ``ISNET_DEBUG=1`` the error propagates with its traceback. Put it under ``@hydra.main`` (Hydra lets
+    the ``SystemExit`` through) or around an argparse ``main``.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except Exception as err:
+            known = _known(err)
+            if known is None or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+                raise
+            print(f"error: {error_line(known)}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: Absolute path of the Hydra config folder (``<repo>/conf``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -20,7 +76,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 _RUN_DIRS: dict[str, str] = {}
 
 
-def _unique_dir(base: str) -> str:
+def unique_dir(base: str) -> str:
     """``base`` if no such folder exists yet, else ``base_1``, ``base_2``, ... (first free name).
 
     The choice is remembered per process, so re-resolving the interpolation (Hydra and Lightning's DDP
@@ -38,7 +94,7 @@ def _unique_dir(base: str) -> str:
 def register_resolvers() -> None:
     """Register the ``${unique_dir:...}`` resolver used by ``conf/hydra/default.yaml`` (idempotent)."""
     if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", _unique_dir)
+        OmegaConf.register_new_resolver("unique_dir", unique_dir)
 
 
 register_resolvers()

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from isnet.cli import one_line_errors
+
 __all__ = ["main", "slc_loop", "time_fn"]
 
 WORKER = Path(__file__).resolve().parents[2] / "tools" / "bench_worker.py"  # a developer tool, not installed
@@ -183,7 +185,7 @@ def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> 
     cost grows with pixels and classes.
     """
     from isnet.models.heads import semantic_class_centres
-    from isnet.models.heads.context import _class_centres_dense
+    from isnet.models.heads.context import class_centres_dense
 
     def inputs(side: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed(0)
@@ -191,7 +193,7 @@ def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> 
         return torch.randn(*shape, generator=gen), torch.randn(batch, classes, side, side, generator=gen)
 
     def dense_per_pixel(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        centres, classes, _ = _class_centres_dense(feats.flatten(2), logits.flatten(2))
+        centres, classes, _ = class_centres_dense(feats.flatten(2), logits.flatten(2))
         return centres.gather(2, classes.expand(-1, feats.shape[1], -1)).view_as(feats)
 
     feats, logits = inputs(size, num_classes)
@@ -353,6 +355,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.reference and not (Path(args.reference) / "ssseg").is_dir():
@@ -443,14 +446,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "data" in cases:
         report["data_images_per_s_per_worker"] = bench_data(1 if small else args.repeats)
     if args.out:
-        from isnet.utils.io import atomic_write_text
+        from isnet.utils.io import atomic_write
 
-        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+        atomic_write(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
     if args.markdown:
-        from isnet.utils.io import atomic_write_text
+        from isnet.utils.io import atomic_write
 
-        atomic_write_text(args.markdown, to_markdown(report))
+        atomic_write(args.markdown, to_markdown(report))
         print(f"wrote {args.markdown}")
     return report
 

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from isnet.checkpoint import save_checkpoint
+from isnet.cli import one_line_errors
 from isnet.convert import from_sssegmentation
-from isnet.utils.io import CheckpointError
+from isnet.errors import ConfigError
 
 __all__ = ["convert", "main"]
 
@@ -34,7 +35,7 @@ def convert(src: str | Path, dst: str | Path, force: bool = False) -> Path:
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} already exists; pass --force to replace it")
     if src.resolve() == dst.resolve():
-        raise ValueError(f"source and destination are the same file: {src}")
+        raise ConfigError(f"source and destination are the same file: {src}")
     model = from_sssegmentation(src)
     entry = getattr(model, "zoo_entry", None)
     meta = {"converted_from": str(src.name), "source_format": "sssegmentation"}
@@ -49,6 +50,7 @@ def convert(src: str | Path, dst: str | Path, force: bool = False) -> Path:
     return save_checkpoint(model, dst, meta=meta, overwrite=force)
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``isnet-convert`` / ``scripts/convert_sssegmentation.py``; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,11 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dst", type=Path, help="output checkpoint in the isnet format")
     parser.add_argument("--force", action="store_true", help="replace DST if it exists")
     args = parser.parse_args(argv)
-    try:
-        out = convert(args.src, args.dst, force=args.force)
-    except (FileExistsError, CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    out = convert(args.src, args.dst, force=args.force)
     print(f"Wrote {out}")
     return 0
 

@@ -28,11 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 
 import isnet
 import isnet.hub
-from isnet.cli import CONFIG_DIR
+from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.utils import build_module
+from isnet.errors import ConfigError, DataError
 from isnet.inference import InferenceConfig, test_settings
 from isnet.inference.auto import peak_memory
-from isnet.lit.callbacks import write_json_atomic
+from isnet.utils.io import write_json
 from isnet.viz import confusion_matrix_figure, per_class_iou_figure, save_figure
 
 __all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plots"]
@@ -50,7 +51,7 @@ def inference_settings(cfg: DictConfig) -> InferenceConfig:
     if cfg.get("ms_flip", False):
         name = cfg.get("experiment_name")
         if not name:
-            raise ValueError(
+            raise ConfigError(
                 "ms_flip=true needs the recipe's test settings: pass experiment=<model-zoo experiment> "
                 "or give inference={mode: ..., scales: [...], flip: ...} explicitly"
             )
@@ -72,13 +73,13 @@ def check_compatible(model: isnet.ISNet, cfg: DictConfig, datamodule: Any, ckpt:
     """
     data_name = getattr(datamodule, "name", type(datamodule).__name__)
     if model.num_classes != datamodule.num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {ckpt} predicts {model.num_classes} classes (backbone {model.backbone_name}) but the "
             f"data config '{data_name}' has {datamodule.num_classes} classes; pick the matching experiment/data"
         )
     expected = cfg.model.model_config.get("backbone")
     if cfg.get("experiment_name") and expected and expected != model.backbone_name:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {ckpt} has backbone {model.backbone_name} but experiment "
             f"'{cfg.experiment_name}' uses {expected}; pick the matching experiment"
         )
@@ -126,7 +127,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if "cannot be evaluated" not in str(err):
             raise
         where = getattr(datamodule, "root", None)
-        raise ValueError(
+        raise DataError(
             f"{getattr(datamodule, 'name', 'data')} split '{getattr(datamodule, 'test_split', '?')}'"
             f"{f' under {where}' if where else ''}: {err}"
         ) from err
@@ -161,7 +162,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             result["plots"] = {key: str(path) for key, path in plots.items()}
             for path in plots.values():
                 print(f"Wrote {path}")
-        out = write_json_atomic(cfg.output_json, result)
+        out = write_json(cfg.output_json, result)
         print(f"Wrote {out}")
     return result
 
@@ -215,6 +216,7 @@ def print_results(result: dict[str, Any]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+@one_line_errors
 def main(cfg: DictConfig) -> float:
     """Console entry point ``isnet-eval`` / ``scripts/eval.py``."""
     return evaluate(cfg)["mIoU"]

@@ -19,6 +19,7 @@ import json
 import sys
 from typing import Any
 
+from isnet.cli import one_line_errors
 from isnet.export import FORMATS, ExportVerificationError, export_model, format_from_suffix
 
 __all__ = ["build_parser", "load_model", "main"]
@@ -95,6 +96,7 @@ def load_model(args: argparse.Namespace) -> Any:
     ).eval()
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the export; returns :meth:`isnet.export.ExportResult.to_dict`.
 

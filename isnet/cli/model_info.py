@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from isnet.cli import one_line_errors
+
 __all__ = [
     "GROUPS",
     "build_parser",
@@ -206,6 +208,7 @@ def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[n
     return ISNet(**config), size  # type: ignore[return-value]
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Print (and with ``--out`` write) the per-group table; returns :func:`model_info`'s dict."""
     parser = build_parser()

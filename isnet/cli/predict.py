@@ -24,10 +24,11 @@ from omegaconf import DictConfig
 
 import isnet
 import isnet.hub
-from isnet.cli import CONFIG_DIR
+from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.eval import compile_setting, inference_settings
+from isnet.errors import ConfigError
 from isnet.inference import run_inference
-from isnet.lit.callbacks import write_json_atomic
+from isnet.utils.io import write_json
 from isnet.viz import colorize, default_palette, overlay, save_image
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "main", "predict"]
@@ -73,7 +74,7 @@ def _data_settings(cfg: DictConfig, num_classes: int) -> dict[str, Any]:
                 "mean": _MEAN, "std": _STD, "transform": None, "flip_pairs": []}  # fmt: skip
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {cfg.ckpt} predicts {num_classes} classes but the data config "
             f"'{getattr(datamodule, 'name', '?')}' has {datamodule.num_classes}; pick the matching experiment/data"
         )
@@ -130,12 +131,13 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
             written["labels"] = str(save_image(out_dir / f"{stem}_labels.png", pred.astype(np.uint8)))
         present = [settings["class_names"][k] for k in np.unique(pred).tolist()]
         records.append({"input": str(path), **written, "classes": present})
-    index = write_json_atomic(out_dir / "predictions.json", {"checkpoint": ckpt, "images": records})
+    index = write_json(out_dir / "predictions.json", {"checkpoint": ckpt, "images": records})
     print(f"Wrote {len(records)} prediction(s) to {out_dir.resolve()} (index: {index.name})")
     return records
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     """Console entry point ``isnet-predict`` / ``scripts/predict.py``."""
     predict(cfg)

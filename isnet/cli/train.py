@@ -19,18 +19,20 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from isnet.cli import CONFIG_DIR
+from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.utils import (
     build_module,
     claim_run_dir,
     instantiate_callbacks,
     instantiate_loggers,
     is_child_process,
+    release_run_dir,
     resolve_ckpt_path,
 )
-from isnet.lit.callbacks import write_json_atomic
+from isnet.errors import ConfigError
+from isnet.utils.io import safe_torch_load, write_json
 
 __all__ = ["main", "metric_value", "train"]
 
@@ -56,8 +58,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     start = time.time()
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
-    if not is_child_process():
-        claim_run_dir(output_dir, cfg, resuming=ckpt_path is not None)
+    if cfg.get("train", True):
+        for key in ("schedule.epochs", "trainer.max_epochs"):
+            epochs = OmegaConf.select(cfg, key)
+            if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
+                raise ConfigError(f"{key}={epochs}: training needs at least 1 epoch")
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     # The reference trains in full FP32: TF32 off for matmuls and convolutions (ssseg/train.py).
@@ -71,14 +76,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    claimed = not is_child_process() and ckpt_path is None
+    if not is_child_process():
+        claim_run_dir(output_dir, cfg, resuming=ckpt_path is not None)
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except BaseException:
+        if claimed and not (output_dir / "checkpoints").is_dir():
+            release_run_dir(output_dir)  # failed before the first checkpoint: not a run folder
+        raise
     metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
 
     best = _best_checkpoint(trainer)
     if cfg.get("test", False):
         # Test the best validated weights when a checkpoint tracked them, else the weights in memory.
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        if best:
+            model.load_state_dict(safe_torch_load(best)["state_dict"])
+        trainer.test(model=model, datamodule=datamodule)
         metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if best:
             metrics["test_checkpoint"] = best
@@ -87,7 +102,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics["last_checkpoint"] = _last_checkpoint(trainer)
     metrics["elapsed_s"] = round(time.time() - start, 1)
     if trainer.is_global_zero:
-        write_json_atomic(output_dir / "metrics.json", metrics)
+        write_json(output_dir / "metrics.json", metrics)
         _report(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer, "output_dir": output_dir}
 
@@ -137,6 +152,7 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@one_line_errors
 def main(cfg: DictConfig) -> float | None:
     """Console entry point ``isnet-train`` / ``scripts/train.py``."""
     metrics, _ = train(cfg)

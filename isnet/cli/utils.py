@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from isnet.lit.callbacks import write_json_atomic
+from isnet.errors import ConfigError
+from isnet.utils.io import write_json
 
 __all__ = [
     "RUN_MARKER",
@@ -25,6 +26,7 @@ __all__ = [
     "instantiate_callbacks",
     "instantiate_loggers",
     "is_child_process",
+    "release_run_dir",
     "resolve_ckpt_path",
     "run_metadata",
 ]
@@ -51,7 +53,7 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list[pl.Callback]:
         if isinstance(conf, DictConfig) and "_target_" in conf:
             callbacks.append(hydra.utils.instantiate(conf))
         elif conf is not None and not isinstance(conf, DictConfig):
-            raise ValueError(f"callbacks.{name} must be a config with _target_, got {conf!r}")
+            raise ConfigError(f"callbacks.{name} must be a config with _target_, got {conf!r}")
     return callbacks
 
 
@@ -75,7 +77,7 @@ def build_module(model_cfg: DictConfig, datamodule: Any, **overrides: Any) -> An
     num_classes = model_cfg.get("num_classes")
     data_classes = int(datamodule.num_classes)
     if num_classes is not None and int(num_classes) != data_classes:
-        raise ValueError(
+        raise ConfigError(
             f"model.num_classes={num_classes} but the data ({getattr(datamodule, 'name', type(datamodule).__name__)}) "
             f"has {data_classes} classes; fix the experiment or pass model.num_classes={data_classes}"
         )
@@ -186,13 +188,19 @@ def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
 
         previous = json.loads(marker.read_text())
         previous.setdefault("resumed", []).append(meta)
-        write_json_atomic(marker, previous)
+        write_json(marker, previous)
         name = f"config.resumed-{meta['started'].replace(':', '-')}.yaml"
     else:
-        write_json_atomic(marker, meta)
+        write_json(marker, meta)
         name = "config.yaml"
     try:
         text = OmegaConf.to_yaml(cfg, resolve=True)
     except Exception:  # an interpolation that only resolves inside Hydra's runtime
         text = OmegaConf.to_yaml(cfg, resolve=False)
     (output_dir / name).write_text(text)
+
+
+def release_run_dir(output_dir: Path) -> None:
+    """Undo :func:`claim_run_dir` for a run that failed before its first checkpoint (the folder is reusable)."""
+    for path in (output_dir / RUN_MARKER, output_dir / "config.yaml"):
+        path.unlink(missing_ok=True)

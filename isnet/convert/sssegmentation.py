@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from isnet.errors import CheckpointError
 from isnet.meta.recipes import recipe
 from isnet.models import ISNet
-from isnet.utils.io import CheckpointError, safe_torch_load
+from isnet.utils.io import safe_torch_load
 from isnet.utils.state_dict import mismatch_report, plain_state_dict
 
 __all__ = ["KEY_RULES", "ConversionError", "from_sssegmentation", "infer_config", "sssegmentation_to_isnet"]

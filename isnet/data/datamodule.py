@@ -32,7 +32,9 @@ from isnet.data.datasets.base import (
 )
 from isnet.data.sampler import DistributedEvalSampler
 from isnet.data.transforms import build_test_transforms, build_train_transforms
+from isnet.errors import ConfigError, DataError
 from isnet.meta import dataset_info
+from isnet.utils.pairs import as_pair
 
 __all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
 
@@ -77,20 +79,6 @@ def seg_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = values
     return out
-
-
-def _pair(value: int | Sequence[int], setting: str) -> tuple[int, int]:
-    """Turn an int or a 2-sequence into a (h, w) tuple of positive ints."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair = (value, value)
-    else:
-        try:
-            pair = tuple(int(v) for v in value)  # type: ignore[union-attr]
-        except TypeError:
-            raise ValueError(f"{setting} must be an int or [h, w], got {value!r}.") from None
-    if len(pair) != 2 or min(pair) <= 0:
-        raise ValueError(f"{setting} must be a positive int or [h, w] of positive ints, got {value!r}.")
-    return pair  # type: ignore[return-value]
 
 
 class SegDataModule(pl.LightningDataModule):
@@ -169,33 +157,33 @@ class SegDataModule(pl.LightningDataModule):
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        self.crop_size = _pair(crop_size, "crop_size")
+        self.crop_size = as_pair(crop_size, "crop_size")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
+            raise ConfigError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
         if not isinstance(val_batch_size, int) or val_batch_size <= 0:
-            raise ValueError(f"val_batch_size must be a positive int, got {val_batch_size!r}.")
+            raise ConfigError(f"val_batch_size must be a positive int, got {val_batch_size!r}.")
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}.")
+            raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}.")
         ratio_range = tuple(float(r) for r in ratio_range)
         if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f"ratio_range must be [lo, hi] with 0 < lo <= hi, got {list(ratio_range)}.")
+            raise ConfigError(f"ratio_range must be [lo, hi] with 0 < lo <= hi, got {list(ratio_range)}.")
         if not 0.0 < cat_max_ratio <= 1.0:
-            raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}.")
+            raise ConfigError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}.")
         if not 0.0 <= flip_prob <= 1.0:
-            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}.")
+            raise ConfigError(f"flip_prob must be in [0, 1], got {flip_prob!r}.")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std must be 3 RGB values with std > 0, got mean={mean}, std={std}.")
+            raise ConfigError(f"mean and std must be 3 RGB values with std > 0, got mean={mean}, std={std}.")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_batch_size = val_batch_size
         self.pin_memory = pin_memory
         self.seed = int(seed)
-        self.scale = _pair(scale, "scale") if scale is not None else tuple(self.default_scale)
+        self.scale = as_pair(scale, "scale") if scale is not None else tuple(self.default_scale)
         self.ratio_range = ratio_range
         self.cat_max_ratio = float(cat_max_ratio)
         self.flip_prob = float(flip_prob)
         if test_scale is not None:
-            self.test_scale: tuple[int, int] | None = _pair(test_scale, "test_scale")
+            self.test_scale: tuple[int, int] | None = as_pair(test_scale, "test_scale")
         else:
             self.test_scale = tuple(self.default_test_scale) if self.default_test_scale else None
         self.test_keep_ratio = bool(test_keep_ratio)
@@ -270,7 +258,7 @@ class SegDataModule(pl.LightningDataModule):
         """
         world_size, _ = self._world()
         if self.batch_size % world_size != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size ({self.batch_size}) is the global batch and must be divisible by the number "
                 f"of devices (trainer.world_size = {world_size})."
             )
@@ -382,8 +370,10 @@ class FileSegDataModule(SegDataModule):
         return f"expected layout under root={self.root}: {self.layout}{prepare}."
 
     def missing(self, what: Path | str) -> FileNotFoundError:
-        """Error for a missing root, folder or file, naming the expected layout and the prepare script."""
-        return FileNotFoundError(f"{self.name}: {what} not found; {self.expected_layout()}")
+        """Error for a missing root, folder or file (or an empty root), naming the expected layout."""
+        empty = self.root.is_dir() and not any(self.root.iterdir())
+        what = f"dataset root {self.root} is an empty folder (no images)" if empty else f"{what} not found"
+        return FileNotFoundError(f"{self.name}: {what}; {self.expected_layout()}")
 
     def require(self, *folders: Path, split: str | None = None) -> None:
         """Raise :meth:`missing` for the dataset root or the first of ``folders`` that is not a folder."""
@@ -397,11 +387,11 @@ class FileSegDataModule(SegDataModule):
         """Build a :class:`SegFileDataset` over the split's files with the train or eval transforms.
 
         Raises:
-            ValueError: The split has no samples.
+            DataError: The split has no samples.
         """
         samples = self.list_samples(split)
         if not samples:
-            raise ValueError(f"{self.name}: split {split!r} is empty; {self.expected_layout()}")
+            raise DataError(f"{self.name}: split {split!r} is empty; {self.expected_layout()}")
         transform = self.build_train_transform() if train else self.build_test_transform()
         return SegFileDataset(
             samples,

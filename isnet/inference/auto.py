@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from isnet.inference.window import PredictFn, _check_image, _pair, slide_inference, whole_inference
+from isnet.inference.window import PredictFn, check_image, slide_inference, whole_inference
+from isnet.utils.pairs import as_pair
 
 try:  # POSIX only; on other systems the host peak is reported as None
     import resource
@@ -150,10 +151,10 @@ def auto_inference(
     Raises:
         ValueError: a bad ``image``, ``max_pixels``, ``crop_size`` or ``stride`` (checked before any work).
     """
-    _check_image(image)
+    check_image(image)
     _check_max_pixels(max_pixels)
-    crop = _pair("crop_size", crop_size)
-    step = _pair("stride", stride)
+    crop = as_pair(crop_size, "crop_size")
+    step = as_pair(stride, "stride")
     if choose_inference_mode(image.shape, max_pixels) == "whole":
         return whole_inference(predict_fn, image, out_size=out_size, use_probs=use_probs)
     n, _, h, w = image.shape

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import random
 from collections.abc import Iterator
@@ -16,33 +14,10 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from isnet.inference import run_inference
+from isnet.utils.io import write_json
 from isnet.viz import default_palette, denormalize, plot_curves, prediction_panel, save_image
 
-__all__ = ["EpochSeed", "MetricsHistory", "PredictionOverlays", "write_json_atomic"]
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON to a temporary file next to ``path`` and rename it into place (NaN becomes ``null``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+__all__ = ["EpochSeed", "MetricsHistory", "PredictionOverlays"]
 
 
 class EpochSeed(pl.Callback):
@@ -156,7 +131,7 @@ class MetricsHistory(pl.Callback):
     @rank_zero_only
     def _write(self, trainer: pl.Trainer) -> None:
         folder = self._folder(trainer)
-        write_json_atomic(folder / self.filename, {**self.history, "steps_per_epoch": self.steps_per_epoch})
+        write_json(folder / self.filename, {**self.history, "steps_per_epoch": self.steps_per_epoch})
         if self.plot and (self.history["epoch"] or self.history["val_epoch"]):
             plot_curves({**self.history, "steps_per_epoch": self.steps_per_epoch}, folder / self.plot)
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MaxMetric
 
+from isnet.errors import ConfigError, DataError
 from isnet.inference import SINGLE_SCALE, InferenceConfig, run_inference
 from isnet.lit.schedule import PolyLR
 from isnet.metrics import SegmentationIoU
@@ -48,7 +49,7 @@ def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 
 
@@ -103,30 +104,30 @@ class ISNetModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+            raise ConfigError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if not isinstance(model_config, dict):
-            raise ValueError(
+            raise ConfigError(
                 f"model_config must be a dict of ISNet arguments, got {type(model_config).__name__}"
             )
         if model_config.get("num_classes", num_classes) != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"model_config.num_classes={model_config['num_classes']} disagrees with num_classes={num_classes}"
             )
         _check_positive("lr", lr)
         _check_positive("weight_decay", weight_decay, allow_zero=True)
         _check_positive("power", power)
         if not (isinstance(momentum, int | float) and 0.0 <= momentum < 1.0):
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
         if min_lr is not None and (_check_positive("min_lr", min_lr, allow_zero=True) > lr):
-            raise ValueError(f"min_lr must be <= lr ({lr}), got {min_lr!r}")
+            raise ConfigError(f"min_lr must be <= lr ({lr}), got {min_lr!r}")
         loss_weights = (
             dict(loss_weights) if loss_weights is not None else {"stage2": 1.0, "stage1": 0.4, "aux": 0.4}
         )
         unknown = sorted(set(loss_weights) - set(_LOSS_TERMS))
         if unknown:
-            raise ValueError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_TERMS)}")
+            raise ConfigError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_TERMS)}")
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+            raise ConfigError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
         # Rebinding the arguments before save_hyperparameters() stores the resolved values: the full ISNet
         # config (with num_classes) lets isnet.load_checkpoint rebuild the network from hparams alone.
         model_config = {**model_config, "num_classes": num_classes}
@@ -165,11 +166,11 @@ class ISNetModule(pl.LightningModule):
         if isinstance(value, InferenceConfig):
             return value
         if not isinstance(value, dict):
-            raise ValueError(f"{name} must be a dict of InferenceConfig fields, got {type(value).__name__}")
+            raise ConfigError(f"{name} must be a dict of InferenceConfig fields, got {type(value).__name__}")
         fields = {f.name for f in dataclasses.fields(InferenceConfig)}
         unknown = sorted(set(value) - fields)
         if unknown:
-            raise ValueError(f"{name} has unknown keys {unknown}; allowed: {sorted(fields)}")
+            raise ConfigError(f"{name} has unknown keys {unknown}; allowed: {sorted(fields)}")
         return InferenceConfig(**value)
 
     # ------------------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class ISNetModule(pl.LightningModule):
         )
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"the poly schedule needs a finite training length, got trainer.estimated_stepping_batches={total}; "
                 "set trainer.max_epochs (or max_steps)"
             )
@@ -251,7 +252,7 @@ class ISNetModule(pl.LightningModule):
     ) -> None:
         masks = batch.get("mask")
         if masks is None:
-            raise ValueError(
+            raise DataError(
                 f"the {stage} batch has no 'mask': this split has no labels and cannot be evaluated "
                 "(use scripts/predict.py for unlabelled images)"
             )
@@ -281,7 +282,7 @@ class ISNetModule(pl.LightningModule):
     @staticmethod
     def _check_labelled(result: dict[str, Tensor], stage: str) -> None:
         if bool(torch.isnan(result["aAcc"])):
-            raise ValueError(
+            raise DataError(
                 f"the {stage} split has no labelled pixel (every label is the ignore value or outside "
                 "[0, num_classes)); it cannot be evaluated"
             )

@@ -13,6 +13,8 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from isnet.errors import ConfigError
+
 __all__ = ["PolyLR", "poly_lr", "steps_per_epoch"]
 
 
@@ -32,8 +34,6 @@ def poly_lr(step: int, total_steps: int, base_lr: float, min_lr: float, power: f
     Returns:
         The learning rate.
     """
-    if total_steps <= 0:
-        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
     step = min(max(int(step), 0), int(total_steps))
     coeff = (1 - step / total_steps) ** power
     return coeff * (base_lr - min_lr) + min_lr
@@ -54,7 +54,7 @@ def steps_per_epoch(num_samples: int, global_batch_size: int, world_size: int = 
         The number of iterations per epoch.
     """
     if global_batch_size % world_size != 0:
-        raise ValueError(
+        raise ConfigError(
             f"global batch size {global_batch_size} is not divisible by the world size {world_size}"
         )
     return math.ceil(num_samples / world_size) // (global_batch_size // world_size)
@@ -83,11 +83,11 @@ class PolyLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-            raise ValueError(f"PolyLR total_steps must be a positive int, got {total_steps!r}")
+            raise ConfigError(f"PolyLR total_steps must be a positive int, got {total_steps!r}")
         if power <= 0:
-            raise ValueError(f"PolyLR power must be > 0, got {power!r}")
+            raise ConfigError(f"PolyLR power must be > 0, got {power!r}")
         if min_lr is not None and min_lr < 0:
-            raise ValueError(f"PolyLR min_lr must be >= 0 or None, got {min_lr!r}")
+            raise ConfigError(f"PolyLR min_lr must be >= 0 or None, got {min_lr!r}")
         self.total_steps = total_steps
         self.power = power
         self.min_lr = min_lr

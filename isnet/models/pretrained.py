@@ -23,19 +23,18 @@ timm's, and a file already there is used as is. ``$ISNET_PRETRAINED_URL`` (a tem
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import torch
 from torch import nn
 
-from isnet.utils.io import _refusal_reason  # torch-only helper shared with checkpoint loading
+from isnet.errors import CheckpointError
+from isnet.utils.io import safe_torch_load
 from isnet.utils.state_dict import mismatch_report, plain_state_dict
 
 __all__ = [
@@ -89,7 +88,7 @@ _OPENMMLAB_RULES: list[tuple[re.Pattern[str], str]] = [
 _DROPPED = re.compile(r"^fc\.")
 
 
-class PretrainedError(ValueError):
+class PretrainedError(CheckpointError):
     """Pretrained weights that cannot be used; the message names the source and what is wrong."""
 
 
@@ -206,20 +205,10 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         PretrainedError: the file is missing, unreadable, unsafe to unpickle, or holds no tensors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedError(f"pretrained weights file not found: {path}")
     try:
-        data: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise PretrainedError(
-            f"refusing to load {path}: it holds Python objects other than tensors and plain containers, and "
-            f"unpickling them could run code; nothing in it was executed ({_refusal_reason(err)})"
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise PretrainedError(
-            f"cannot read pretrained weights {path} ({err}); if it is a truncated download, delete it and retry"
-        ) from err
+        data = safe_torch_load(path)
+    except CheckpointError as err:
+        raise PretrainedError(f"pretrained weights: {err} (a truncated download: delete it and retry)") from err
     if isinstance(data, dict):
         for key in ("state_dict", "model"):
             if isinstance(data.get(key), dict):

@@ -1,21 +1,23 @@
-"""Safe reading and atomic writing of checkpoint files."""
+"""The one atomic file write and the one safe ``torch.load`` of the package."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import pickle
-import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "atomic_torch_save", "atomic_write_text", "safe_torch_load"]
+from isnet.errors import CheckpointError
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be used; the message names the file and the reason."""
+__all__ = ["atomic_path", "atomic_torch_save", "atomic_write", "safe_torch_load", "write_json"]
 
 
 def _refusal_reason(err: Exception) -> str:
@@ -29,7 +31,7 @@ def _refusal_reason(err: Exception) -> str:
 
 
 def safe_torch_load(path: str | os.PathLike) -> Any:
-    """Load a ``torch.save`` file without running code from it (``weights_only=True``).
+    """Load a ``torch.save`` file without running code from it (``weights_only=True``), onto the CPU.
 
     Raises:
         CheckpointError: the file is missing, truncated, or holds objects other than tensors and plain
@@ -49,39 +51,13 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
 
 
-def _chmod_like_open(path: str) -> None:
-    """mkstemp creates 0600 files; give the result the permissions a plain ``open()`` would (0666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+@contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write; fsync'd and renamed onto ``path`` on success.
 
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Run ``write`` on a hidden temporary file beside ``path``, fsync it, then rename it onto ``path``.
-
-    A crash at any point leaves ``path`` as it was (the complete previous file, or nothing); a failed write
-    deletes its temporary file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _chmod_like_open(tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """``torch.save`` to a temporary file in the target folder, then rename it into place.
-
-    A crash mid-write leaves any previous file untouched, never a half-written one.
+    A crash at any point leaves ``path`` as it was (the complete previous file, or nothing); a failed block
+    deletes the temporary file. The temporary name keeps the suffix (``torch.export.save`` wants ``.pt2``) and
+    is created by the writer itself, so the file gets the usual permissions.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -89,9 +65,48 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --force) to replace it")
-    return _atomic_write(path, lambda handle: torch.save(obj, handle))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    return _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+def atomic_write(path: str | os.PathLike, data: bytes | str, overwrite: bool = True) -> Path:
+    """Write ``data`` (text is UTF-8 encoded) to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``torch.save`` through :func:`atomic_path`; refuses to replace a file unless ``overwrite``."""
+    with atomic_path(path, overwrite) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON through :func:`atomic_path` (tensors become lists, NaN ``null``)."""
+    return atomic_write(path, json.dumps(_json_safe(payload), indent=2) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

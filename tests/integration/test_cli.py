@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,22 +68,19 @@ def test_eval_ms_flip(our_checkpoint: Path, tmp_path: Path) -> None:
     result = evaluate(cfg)
     assert result["ms_flip"] is True and result["inference"]["scales"] == [0.75, 1.0]
     assert (tmp_path / "eval_metrics.json").is_file()
-    with pytest.raises(ValueError, match="ms_flip=true needs the recipe's test settings"):
+    with pytest.raises(ValueError, match="ms_flip=true"):
         evaluate(tiny_config("eval", tmp_path, [f"ckpt={our_checkpoint}", "ms_flip=true"]))
 
 
 def test_eval_refuses_mismatched_checkpoints(our_checkpoint: Path, tmp_path: Path) -> None:
     cfg = tiny_config("eval", tmp_path, [f"ckpt={our_checkpoint}", "data.num_classes=6"])
-    with pytest.raises(ValueError, match=r"predicts 4 classes \(backbone resnet18d\) but the data config "
-                                         r"'synthetic' has 6 classes"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"4 classes.*'synthetic'.* 6 classes"):
         evaluate(cfg)
     cfg = tiny_config("eval", tmp_path, [f"ckpt={our_checkpoint}", "experiment_name=isnet_r50_d8_ade20k",
                                          "model/backbone=r50_d8"])  # fmt: skip
-    with pytest.raises(
-        ValueError, match="has backbone resnet18d but experiment 'isnet_r50_d8_ade20k' uses resnet50_d8"
-    ):
+    with pytest.raises(ValueError, match="resnet18d.*isnet_r50_d8_ade20k.*resnet50_d8"):
         evaluate(cfg)
-    with pytest.raises(FileNotFoundError, match="missing.pth.* is neither a file nor a model-zoo name"):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "missing.pth"))):
         evaluate(tiny_config("eval", tmp_path, [f"ckpt={tmp_path / 'missing.pth'}"]))
 
 
@@ -98,9 +96,7 @@ def test_eval_split_without_labels(our_checkpoint: Path, tmp_path: Path) -> None
     cfg = tiny_config("eval", tmp_path, [f"ckpt={our_checkpoint}", "data=folder", f"data.root={root}",
                                          "data.test_scale=[24,24]", "data.num_workers=0", "data.pin_memory=false"],
                       tiny=False)  # fmt: skip
-    with pytest.raises(
-        ValueError, match=r"folder split 'val' under .*: the test split has no labelled pixel"
-    ):
+    with pytest.raises(ValueError, match=rf"'val' under {re.escape(str(root))}"):
         evaluate(cfg)
 
 
@@ -150,10 +146,10 @@ def test_predict_folder_and_glob(our_checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_predict_input_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="input=.*nothing.*no such image file or folder"):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nothing*.jpg"))):
         list_images(str(tmp_path / "nothing*.jpg"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="the folder holds no image"):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "empty"))):
         list_images(str(tmp_path / "empty"))
 
 
@@ -166,12 +162,14 @@ def test_convert_script_never_overwrites_without_force(tmp_path: Path, capsys: p
     assert model.backbone_name == "resnet50_d8" and model.num_classes == 150
     assert model.meta["experiment"] == "isnet_r50_d8_ade20k" and model.meta["reference_mIoU"] == 44.22
     before = dst.stat().st_mtime_ns
-    assert convert_main([str(src), str(dst)]) == 1
-    assert "already exists; pass --force to replace it" in capsys.readouterr().err
-    assert dst.stat().st_mtime_ns == before
+    for args, fact in (([src, dst], dst), ([tmp_path / "missing.pth", tmp_path / "x.pth"], "missing.pth")):
+        with pytest.raises(SystemExit) as exit_info:
+            convert_main([str(a) for a in args])
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and str(fact) in err and err.count("\n") == 1
+        assert dst.stat().st_mtime_ns == before
     assert convert_main([str(src), str(dst), "--force"]) == 0
-    assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "x.pth")]) == 1
-    assert "checkpoint file not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 import isnet
-from isnet.cli import _unique_dir
+from isnet.cli import unique_dir
 from isnet.cli.train import train
 from isnet.cli.utils import RunFolderError
 from isnet.lit import ISNetModule
@@ -120,12 +120,12 @@ def test_unique_dir_picks_a_free_name(tmp_path: Path) -> None:
     base = tmp_path / "runs" / "2024-01-01_00-00-00"
     base.mkdir(parents=True)
     (tmp_path / "runs" / "2024-01-01_00-00-00_1").mkdir()
-    chosen = _unique_dir(str(base))
+    chosen = unique_dir(str(base))
     assert chosen == f"{base}_2"
     Path(chosen).mkdir()
-    assert _unique_dir(str(base)) == chosen  # remembered: later resolutions in this process agree
+    assert unique_dir(str(base)) == chosen  # remembered: later resolutions in this process agree
     fresh = tmp_path / "runs" / "new"
-    assert _unique_dir(str(fresh)) == str(fresh)
+    assert unique_dir(str(fresh)) == str(fresh)
 
 
 def test_ckpt_last_needs_a_checkpoint(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from isnet import ISNet, from_sssegmentation, load_checkpoint, save_checkpoint
 from isnet.convert.sssegmentation import KEY_RULES, ConversionError, infer_config, sssegmentation_to_isnet
-from isnet.utils.io import CheckpointError
+from isnet.errors import CheckpointError
 from tests.helpers import KEY_FILES, read_key_list, reference_state_dict
 
 PARAMS_M = {"resnet50_d8": 49.20, "resnet101_d8": 68.19, "resnest101_d8": 71.90}  # spec section 1.2

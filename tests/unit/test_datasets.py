@@ -350,7 +350,10 @@ def test_prepare_cityscapes_train_ids(tmp_path, capsys):
     assert _gray(target).max() == 0
     assert main(["--root", str(root), "--force"]) == 0
     assert _gray(target).max() > 0
-    assert main(["--root", str(tmp_path / "missing")]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--root", str(tmp_path / "missing")])
+    assert exit_info.value.code == 1
+    assert f"error: {tmp_path / 'missing'}" in capsys.readouterr().err
 
 
 def test_prepare_cocostuff10k_png_labels(tmp_path):

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,7 +13,6 @@ from torch.utils.data import DataLoader
 
 from isnet.data import SyntheticDataModule
 from isnet.lit import EpochSeed, ISNetModule, MetricsHistory, PredictionOverlays
-from isnet.lit.callbacks import write_json_atomic
 
 
 def _order(loader: DataLoader) -> list[int]:
@@ -88,10 +86,3 @@ def test_prediction_overlays(tmp_path: Path) -> None:
 def test_prediction_overlays_rejects_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PredictionOverlays(**kwargs)
-
-
-def test_write_json_atomic(tmp_path: Path) -> None:
-    path = write_json_atomic(tmp_path / "a" / "m.json", {"x": float("nan"), "y": torch.tensor([1.0, 2.0]),
-                                                         "z": np.float32(0.5)})  # fmt: skip
-    assert json.loads(path.read_text()) == {"x": None, "y": [1.0, 2.0], "z": 0.5}
-    assert [p.name for p in path.parent.iterdir()] == ["m.json"]

@@ -21,7 +21,8 @@ import torch
 
 import isnet
 from isnet.cli.convert import convert
-from isnet.utils.io import CheckpointError, safe_torch_load
+from isnet.errors import CheckpointError
+from isnet.utils.io import safe_torch_load
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -128,12 +128,12 @@ def test_eval_slc_attention_over_class_centres_equals_attention_over_pixels(num_
 @pytest.mark.parametrize("name", ["random", "absent_classes", "single_pixel", "ties"])
 def test_dense_route_equals_segmented_route(name: str) -> None:
     """The atomics-free route (CUDA with deterministic algorithms) gives the same centres, counts and grads."""
-    from isnet.models.heads.context import _class_centres_dense, _class_centres_segmented
+    from isnet.models.heads.context import _class_centres_segmented, class_centres_dense
 
     feats, logits = _case(name, 19)
     grads = []
     outputs = []
-    for route in (_class_centres_segmented, _class_centres_dense):
+    for route in (_class_centres_segmented, class_centres_dense):
         f, p = feats.flatten(2).clone().requires_grad_(), logits.flatten(2).clone().requires_grad_()
         centres, classes, counts = route(f, p)
         (centres * torch.linspace(-1, 1, centres.numel()).view_as(centres)).sum().backward()
@@ -152,7 +152,7 @@ def test_dense_route_is_chosen_for_deterministic_cuda(monkeypatch: pytest.Monkey
 
     feats, logits = _case("random", 19)
     used = []
-    monkeypatch.setattr(context, "_class_centres_dense", lambda f, p: used.append("dense") or (f, p, None))
+    monkeypatch.setattr(context, "class_centres_dense", lambda f, p: used.append("dense") or (f, p, None))
     monkeypatch.setattr(context, "_class_centres_segmented", lambda f, p: used.append("seg") or (f, p, None))
     context.class_centres(feats, logits)
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))

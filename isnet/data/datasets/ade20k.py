@@ -13,6 +13,7 @@ from pathlib import Path
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample
 from isnet.data.datasets.listing import list_pairs, read_id_list
+from isnet.errors import ConfigError
 
 __all__ = ["ADE20kDataModule", "find_ade20k_root"]
 
@@ -50,7 +51,7 @@ class ADE20kDataModule(FileSegDataModule, dataset="ade20k"):
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split`` ("train" or "val"), from ``<split>.txt`` if present, else the folder."""
         if split not in _SPLIT_DIRS:
-            raise ValueError(f"ADE20k split must be one of {sorted(_SPLIT_DIRS)}, got {split!r}.")
+            raise ConfigError(f"ADE20k split must be one of {sorted(_SPLIT_DIRS)}, got {split!r}.")
         base = find_ade20k_root(self.root) or self.root / "ADEChallengeData2016"
         image_dir = base / "images" / _SPLIT_DIRS[split]
         label_dir = base / "annotations" / _SPLIT_DIRS[split]

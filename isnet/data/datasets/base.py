@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from isnet.data.transforms import IMAGENET_MEAN_255, IMAGENET_STD_255
+from isnet.errors import DataError
 
 __all__ = [
     "IGNORE_INDEX",
@@ -138,7 +139,7 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
             raise OSError(f"Cannot read label {path}: {exc}") from exc
         if mat_key not in content:
             keys = sorted(k for k in content if not k.startswith("__"))
-            raise ValueError(f"Label {path} has no variable {mat_key!r}; found {keys}.")
+            raise DataError(f"Label {path} has no variable {mat_key!r}; found {keys}.")
         label = np.asarray(content[mat_key])
     else:
         data = path.read_bytes() if path.stat().st_size else b""
@@ -148,14 +149,14 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
         try:
             with Image.open(path) as img:
                 if img.mode not in ("L", "P", "I", "I;16", "1"):
-                    raise ValueError(
+                    raise DataError(
                         f"Label {path} must be a single-channel image (mode L or P), got mode {img.mode!r}."
                     )
                 label = np.array(img)
         except (OSError, SyntaxError) as exc:
             raise OSError(f"Cannot read label {path}: {exc}") from exc
     if label.ndim != 2:
-        raise ValueError(f"Label {path} must be 2-D (H, W), got shape {label.shape}.")
+        raise DataError(f"Label {path} must be 2-D (H, W), got shape {label.shape}.")
     if label.dtype == bool:
         label = label.astype(np.uint8)
     return label
@@ -216,7 +217,7 @@ def check_label_values(
             f"{int(v)}" if lut is None else f"{int(v)}->{'invalid' if m < 0 else int(m)}"
             for v, m in zip(values[bad][:20], mapped[bad][:20])
         )
-        raise ValueError(
+        raise DataError(
             f"Label {path} has values outside [0, {num_classes}) and not the ignore value {ignore_index} "
             f"after mapping: {shown}. Check that the dataset and its label format match "
             f"(e.g. Cityscapes labelIds vs labelTrainIds)."
@@ -320,7 +321,7 @@ class SegFileDataset(SegDataset):
         image = read_image(sample.image)
         raw = self.label_reader(sample.label)
         if raw.shape != image.shape[:2]:
-            raise ValueError(
+            raise DataError(
                 f"Image and label sizes differ for {sample.name}: image {sample.image} is "
                 f"{image.shape[0]}x{image.shape[1]} (HxW), label {sample.label} is {raw.shape[0]}x{raw.shape[1]}."
             )
@@ -329,7 +330,7 @@ class SegFileDataset(SegDataset):
         label = raw
         if self.lut is not None:
             if raw.dtype != np.uint8 and (raw.min() < 0 or raw.max() > 255):
-                raise ValueError(
+                raise DataError(
                     f"Label {sample.label} has raw values outside 0..255 (min {raw.min()}, max {raw.max()})."
                 )
             label = self.lut[raw.astype(np.uint8)]  # int16, so invalid (-1) entries survive

@@ -19,6 +19,7 @@ import numpy as np
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
 from isnet.data.datasets.listing import list_pairs, read_id_list
+from isnet.errors import ConfigError
 from isnet.meta import dataset_info
 
 __all__ = ["CityscapesDataModule", "labelids_to_trainids"]
@@ -66,7 +67,7 @@ class CityscapesDataModule(FileSegDataModule, dataset="cityscapes"):
         **kwargs: Any,
     ) -> None:
         if label_type not in _LABEL_TYPES:
-            raise ValueError(f"label_type must be one of {list(_LABEL_TYPES)}, got {label_type!r}.")
+            raise ConfigError(f"label_type must be one of {list(_LABEL_TYPES)}, got {label_type!r}.")
         super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
         self.label_type = label_type
 

@@ -30,6 +30,7 @@ import yaml
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut, make_palette
 from isnet.data.datasets.listing import IMAGE_SUFFIXES
+from isnet.errors import ConfigError, DataError
 
 __all__ = ["FolderDataModule", "load_classes_yaml"]
 
@@ -55,15 +56,15 @@ def load_classes_yaml(path: Path) -> dict[str, Any]:
     try:
         content = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+        raise DataError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(content, dict):
-        raise ValueError(f"{path} must hold a mapping with a 'classes' key, got {type(content).__name__}.")
+        raise DataError(f"{path} must hold a mapping with a 'classes' key, got {type(content).__name__}.")
     classes = content.get("classes", content.get("names"))
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise ValueError(f"{path}: 'classes' must be a non-empty list of class names, got {classes!r}.")
+        raise DataError(f"{path}: 'classes' must be a non-empty list of class names, got {classes!r}.")
     k = len(classes)
     if k > 255:
-        raise ValueError(f"{path}: at most 255 classes are supported (255 is the ignore value), got {k}.")
+        raise DataError(f"{path}: at most 255 classes are supported (255 is the ignore value), got {k}.")
     palette = content.get("palette")
     if palette is None:
         palette = make_palette(k)
@@ -74,31 +75,29 @@ def load_classes_yaml(path: Path) -> dict[str, Any]:
             for c in palette
         )
         if not ok:
-            raise ValueError(
+            raise DataError(
                 f"{path}: 'palette' must be a list of {k} [r, g, b] triples in 0..255, got {palette!r}."
             )
         palette = [tuple(int(v) for v in c) for c in palette]
     ignore = content.get("ignore_index", IGNORE_INDEX)
     if not isinstance(ignore, int) or not 0 <= ignore <= 255:
-        raise ValueError(f"{path}: 'ignore_index' must be an int in 0..255, got {ignore!r}.")
+        raise DataError(f"{path}: 'ignore_index' must be an int in 0..255, got {ignore!r}.")
     mapping = content.get("mapping")
     if mapping is None:
         if ignore < k:
-            raise ValueError(
+            raise DataError(
                 f"{path}: ignore_index {ignore} collides with class index {ignore}; add a 'mapping'."
             )
         lut = build_lut({ignore: IGNORE_INDEX}, identity=True)
     else:
         if not isinstance(mapping, dict):
-            raise ValueError(f"{path}: 'mapping' must be a dict raw value -> class index, got {mapping!r}.")
+            raise DataError(f"{path}: 'mapping' must be a dict raw value -> class index, got {mapping!r}.")
         table: dict[int, int] = {ignore: IGNORE_INDEX}
         for raw, train in mapping.items():
             if not (isinstance(raw, int) and 0 <= raw <= 255 and isinstance(train, int)):
-                raise ValueError(
-                    f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index."
-                )
+                raise DataError(f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index.")
             if not (0 <= train < k or train == IGNORE_INDEX):
-                raise ValueError(f"{path}: mapping {raw} -> {train} is outside [0, {k}) and not 255.")
+                raise DataError(f"{path}: mapping {raw} -> {train} is outside [0, {k}) and not 255.")
             table[raw] = train
         lut = build_lut(table, identity=False)
     return {"classes": list(classes), "palette": palette, "ignore_index": ignore, "lut": lut}
@@ -120,7 +119,7 @@ class FolderDataModule(FileSegDataModule, dataset="folder"):
         self, root: str | Path, val_fraction: float = 0.1, split_seed: int = 0, **kwargs: Any
     ) -> None:
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
         super().__init__(root=root, **kwargs)
         self.require()
         meta = load_classes_yaml(self.root / "classes.yaml")
@@ -149,7 +148,7 @@ class FolderDataModule(FileSegDataModule, dataset="folder"):
             self.require(image_dir, mask_dir, split=split)
             return self._pairs(image_dir, mask_dir)
         if split not in ("train", "val"):
-            raise ValueError(f"Without split folders only 'train' and 'val' exist, got split {split!r}.")
+            raise ConfigError(f"Without split folders only 'train' and 'val' exist, got split {split!r}.")
         samples = self._pairs(image_root, mask_root)
         order = np.random.default_rng(self.split_seed).permutation(len(samples))
         n_val = max(1, round(self.val_fraction * len(samples))) if len(samples) > 1 else 0

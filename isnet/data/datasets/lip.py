@@ -16,6 +16,7 @@ from typing import Any
 from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample
 from isnet.data.datasets.listing import list_pairs, read_id_list
+from isnet.errors import ConfigError
 from isnet.meta import dataset_info
 
 INFO = dataset_info("lip")
@@ -91,7 +92,7 @@ class LIPDataModule(FileSegDataModule, dataset="lip"):
         **kwargs: Any,
     ) -> None:
         if layout not in _LAYOUTS:
-            raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
+            raise ConfigError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
         super().__init__(
             root=root,
             crop_size=crop_size,

@@ -20,6 +20,8 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from isnet.errors import DataError
+
 __all__ = [
     "PrepareReport",
     "extract_zip",
@@ -126,7 +128,7 @@ def extract_zip(
                 continue
             rel = PurePosixPath(name)
             if rel.is_absolute() or ".." in rel.parts:
-                raise ValueError(f"{zip_path}: member {member.filename!r} would be written outside {dest}.")
+                raise DataError(f"{zip_path}: member {member.filename!r} would be written outside {dest}.")
             report.merge(
                 _write_once(
                     dest.joinpath(*rel.parts),

@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from isnet.data.datamodule import SegDataModule, _pair
+from isnet.data.datamodule import SegDataModule
 from isnet.data.datasets.base import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SegDataset
+from isnet.errors import ConfigError
+from isnet.utils.pairs import as_pair
 
 __all__ = ["SyntheticSegDataset", "SyntheticDataModule", "synthetic_class_colours"]
 
@@ -91,7 +93,7 @@ class SyntheticSegDataset(SegDataset):
 
     def __post_init__(self) -> None:
         if self.split not in _SPLIT_CODES:
-            raise ValueError(f"split must be one of {list(_SPLIT_CODES)}, got {self.split!r}.")
+            raise ConfigError(f"split must be one of {list(_SPLIT_CODES)}, got {self.split!r}.")
         self.colours = synthetic_class_colours(self.num_classes)
         # Per-class texture: (pattern kind, frequency, angle), fixed by K only.
         rng = np.random.default_rng([self.num_classes, 7919])
@@ -192,17 +194,17 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
         **kwargs: Any,
     ) -> None:
         if not isinstance(num_classes, int) or not 2 <= num_classes <= 255:
-            raise ValueError(f"num_classes must be an int in [2, 255], got {num_classes!r}.")
-        size = _pair(image_size, "image_size")
+            raise ConfigError(f"num_classes must be an int in [2, 255], got {num_classes!r}.")
+        size = as_pair(image_size, "image_size")
         if min(size) < 8:
-            raise ValueError(f"image_size must be at least 8 pixels per side, got {list(size)}.")
+            raise ConfigError(f"image_size must be at least 8 pixels per side, got {list(size)}.")
         for setting, value in (("num_train", num_train), ("num_val", num_val)):
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{setting} must be a positive int, got {value!r}.")
+                raise ConfigError(f"{setting} must be a positive int, got {value!r}.")
         if boundary_ignore < 0:
-            raise ValueError(f"boundary_ignore must be >= 0, got {boundary_ignore!r}.")
+            raise ConfigError(f"boundary_ignore must be >= 0, got {boundary_ignore!r}.")
         if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}.")
+            raise ConfigError(f"noise_std must be >= 0, got {noise_std!r}.")
         kwargs.setdefault("scale", (4 * max(size), min(size)))
         super().__init__(
             crop_size=crop_size if crop_size is not None else size,

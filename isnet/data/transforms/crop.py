@@ -15,7 +15,10 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from ._checks import check_int_pair, check_label
+from isnet.errors import ConfigError
+from isnet.utils.pairs import as_pair
+
+from .checks import check_label
 
 __all__ = ["CatMaxRatioCrop", "crop_is_accepted", "select_crop"]
 
@@ -99,11 +102,11 @@ class CatMaxRatioCrop(A.DualTransform):
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
-        self.crop_size = check_int_pair("crop_size", crop_size)
+        self.crop_size = as_pair(crop_size, "crop_size")
         if isinstance(cat_max_ratio, bool) or not isinstance(cat_max_ratio, (int, float)):
-            raise ValueError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
+            raise ConfigError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
         if not 0.0 < cat_max_ratio <= 1.0:
-            raise ValueError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
+            raise ConfigError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
         self.cat_max_ratio = float(cat_max_ratio)
         self.ignore_index = check_label("ignore_index", ignore_index)
 

@@ -13,6 +13,8 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
+from isnet.errors import ConfigError
+
 __all__ = ["HorizontalFlipSwapPairs", "check_flip_pairs", "swap_label_pairs"]
 
 
@@ -25,20 +27,20 @@ def check_flip_pairs(flip_pairs: Iterable[Sequence[int]]) -> tuple[tuple[int, in
     try:
         pairs = tuple(tuple(pair) for pair in flip_pairs)
     except TypeError as err:
-        raise ValueError(f"flip_pairs must be a sequence of (a, b) label pairs, got {flip_pairs!r}") from err
+        raise ConfigError(f"flip_pairs must be a sequence of (a, b) label pairs, got {flip_pairs!r}") from err
     seen: set[int] = set()
     for pair in pairs:
         if len(pair) != 2 or not all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"flip_pairs must hold (a, b) pairs of int labels, got {pair!r} in {flip_pairs!r}"
             )
         a, b = int(pair[0]), int(pair[1])
         if a < 0 or b < 0 or a == b:
-            raise ValueError(f"flip_pairs must hold two different non-negative labels, got {pair!r}")
+            raise ConfigError(f"flip_pairs must hold two different non-negative labels, got {pair!r}")
         if a in seen or b in seen:
-            raise ValueError(f"each label may appear in only one flip pair, got {flip_pairs!r}")
+            raise ConfigError(f"each label may appear in only one flip pair, got {flip_pairs!r}")
         seen.update((a, b))
     return tuple((int(a), int(b)) for a, b in pairs)
 

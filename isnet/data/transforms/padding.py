@@ -22,7 +22,9 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from ._checks import check_int_pair, check_label
+from isnet.utils.pairs import as_pair
+
+from .checks import check_label
 
 __all__ = ["CenterPad", "center_pad"]
 
@@ -65,7 +67,7 @@ class CenterPad(A.DualTransform):
         self, size: tuple[int, int], image_fill: float = 0.0, ignore_index: int = 255, p: float = 1.0
     ) -> None:
         super().__init__(p=p)
-        self.size = check_int_pair("size", size)
+        self.size = as_pair(size, "size")
         self.image_fill = float(image_fill)
         self.ignore_index = check_label("ignore_index", ignore_index)
 

@@ -26,7 +26,9 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from ._checks import check_range
+from isnet.errors import ConfigError
+
+from .checks import check_range
 
 __all__ = ["PhotoMetricDistortion", "convert"]
 
@@ -62,15 +64,15 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
     ) -> None:
         super().__init__(p=p)
         if isinstance(brightness_delta, bool) or not isinstance(brightness_delta, (int, float)):
-            raise ValueError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
+            raise ConfigError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
         if brightness_delta < 0:
-            raise ValueError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
+            raise ConfigError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
         if (
             isinstance(hue_delta, bool)
             or not isinstance(hue_delta, (int, np.integer))
             or not 0 < hue_delta <= 90
         ):
-            raise ValueError(f"hue_delta must be an int in [1, 90] (OpenCV hue units), got {hue_delta!r}")
+            raise ConfigError(f"hue_delta must be an int in [1, 90] (OpenCV hue units), got {hue_delta!r}")
         self.brightness_delta = float(brightness_delta)
         self.contrast_range = check_range("contrast_range", contrast_range)
         self.saturation_range = check_range("saturation_range", saturation_range)

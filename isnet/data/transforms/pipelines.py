@@ -22,10 +22,11 @@ from typing import Any
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+from isnet.errors import ConfigError
 from isnet.meta.datasets import IMAGENET_MEAN_255, IMAGENET_STD_255
 
-from ._checks import check_int_pair, check_label, check_mean_std, check_probability, check_range
 from .cast import MaskToInt64
+from .checks import check_mean_std, check_probability
 from .compose import TorchSeededCompose
 from .crop import CatMaxRatioCrop
 from .flip import HorizontalFlipSwapPairs, check_flip_pairs
@@ -75,17 +76,14 @@ def build_train_transforms(
     Returns:
         A :class:`~isnet.data.transforms.compose.TorchSeededCompose` (an ``A.Compose``).
     """
-    scale = check_int_pair("scale", scale)
-    crop_size = check_int_pair("crop_size", crop_size)
-    ratio_range = check_range("ratio_range", ratio_range)
+    # scale, crop_size, ratio_range, cat_max_ratio and ignore_index are checked by the transforms built below
     flip_prob = check_probability("flip_prob", flip_prob)
     pairs = check_flip_pairs(flip_pairs)
-    ignore_index = check_label("ignore_index", ignore_index)
     mean, std = check_mean_std(mean, std)
     if not isinstance(lip, bool):
-        raise ValueError(f"lip must be True or False, got {lip!r}")
+        raise ConfigError(f"lip must be True or False, got {lip!r}")
     if ignore_index in {label for pair in pairs for label in pair}:
-        raise ValueError(f"flip_pairs must not contain ignore_index={ignore_index}, got {pairs!r}")
+        raise ConfigError(f"flip_pairs must not contain ignore_index={ignore_index}, got {pairs!r}")
 
     flip = HorizontalFlipSwapPairs(pairs, p=flip_prob) if pairs else A.HorizontalFlip(p=flip_prob)
     transforms: list[Any] = [
@@ -128,10 +126,9 @@ def build_test_transforms(
     Returns:
         An ``A.Compose``.
     """
-    scale = check_int_pair("scale", scale)
     mean, std = check_mean_std(mean, std)
     if not isinstance(keep_ratio, bool):
-        raise ValueError(f"keep_ratio must be True or False, got {keep_ratio!r}")
+        raise ConfigError(f"keep_ratio must be True or False, got {keep_ratio!r}")
     return A.Compose(
         [
             RandomResizeRatio(scale, ratio_range=None, keep_ratio=keep_ratio, resize_mask=False),

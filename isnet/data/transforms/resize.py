@@ -15,7 +15,9 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from ._checks import check_int_pair, check_range
+from isnet.utils.pairs import as_pair
+
+from .checks import check_range
 
 __all__ = ["RandomResizeRatio", "resized_shape"]
 
@@ -65,7 +67,7 @@ class RandomResizeRatio(A.DualTransform):
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
-        self.scale = check_int_pair("scale", scale)
+        self.scale = as_pair(scale, "scale")
         self.ratio_range = None if ratio_range is None else check_range("ratio_range", ratio_range)
         self.keep_ratio = bool(keep_ratio)
         self.resize_mask = bool(resize_mask)

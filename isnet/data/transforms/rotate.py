@@ -14,7 +14,9 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from ._checks import check_label
+from isnet.errors import ConfigError
+
+from .checks import check_label
 
 __all__ = ["RandomRotation"]
 
@@ -32,7 +34,7 @@ class RandomRotation(A.DualTransform):
     def __init__(self, max_angle: int = 30, image_fill: float = 0.0, ignore_index: int = 255, p: float = 0.6):
         super().__init__(p=p)
         if isinstance(max_angle, bool) or not isinstance(max_angle, (int, np.integer)) or max_angle <= 0:
-            raise ValueError(f"max_angle must be a positive int (degrees), got {max_angle!r}")
+            raise ConfigError(f"max_angle must be a positive int (degrees), got {max_angle!r}")
         self.max_angle = int(max_angle)
         self.image_fill = float(image_fill)
         self.ignore_index = check_label("ignore_index", ignore_index)

@@ -74,7 +74,7 @@ def class_centres(
         feats32 = feats.to(dtype).flatten(2)  # (B, C, N)
         logits32 = logits.to(dtype).flatten(2)  # (B, K, N)
         if feats.is_cuda and torch.are_deterministic_algorithms_enabled():
-            return _class_centres_dense(feats32, logits32)
+            return class_centres_dense(feats32, logits32)
         return _class_centres_segmented(feats32, logits32)
 
 
@@ -118,7 +118,7 @@ def _class_centres_segmented(
     return centres, classes.unsqueeze(1), counts
 
 
-def _class_centres_dense(
+def class_centres_dense(
     feats: torch.Tensor, logits: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Atomics-free centres: a (B, K, N) masked softmax over pixels and one batched matmul.

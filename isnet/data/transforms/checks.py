@@ -6,16 +6,18 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_int_pair", "check_label", "check_mean_std", "check_probability", "check_range"]
+from isnet.errors import ConfigError
+
+__all__ = ["check_label", "check_mean_std", "check_probability", "check_range"]
 
 
 def _as_tuple(name: str, value: Any, length: int, what: str) -> tuple[Any, ...]:
     """Turn a list/tuple/ListConfig into a tuple of ``length`` items or raise."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
     items = tuple(value)
     if len(items) != length:
-        raise ValueError(f"{name} must be {what}, got {value!r} ({len(items)} values)")
+        raise ConfigError(f"{name} must be {what}, got {value!r} ({len(items)} values)")
     return items
 
 
@@ -25,22 +27,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_int_pair(name: str, value: Any) -> tuple[int, int]:
-    """Check a pair of positive ints such as a crop size ``(h, w)`` or a scale ``(A, B)``.
-
-    Args:
-        name: Setting name used in the error message.
-        value: The user value (tuple, list or any two-item sequence).
-
-    Returns:
-        The pair as a tuple of Python ints.
-    """
-    items = _as_tuple(name, value, 2, "a pair of positive ints")
-    if not all(_is_int(v) and v > 0 for v in items):
-        raise ValueError(f"{name} must be a pair of positive ints, got {value!r}")
-    return int(items[0]), int(items[1])
 
 
 def check_range(name: str, value: Any) -> tuple[float, float]:
@@ -55,21 +41,21 @@ def check_range(name: str, value: Any) -> tuple[float, float]:
     """
     items = _as_tuple(name, value, 2, "a (low, high) pair with 0 < low <= high")
     if not all(_is_real(v) for v in items) or not 0 < items[0] <= items[1]:
-        raise ValueError(f"{name} must be a (low, high) pair with 0 < low <= high, got {value!r}")
+        raise ConfigError(f"{name} must be a (low, high) pair with 0 < low <= high, got {value!r}")
     return float(items[0]), float(items[1])
 
 
 def check_probability(name: str, value: Any) -> float:
     """Check a probability in ``[0, 1]``."""
     if not _is_real(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
     return float(value)
 
 
 def check_label(name: str, value: Any) -> int:
     """Check a label value that must fit a uint8 mask (``0..255``), e.g. the ignore index."""
     if not _is_int(value) or not 0 <= value <= 255:
-        raise ValueError(f"{name} must be an int in [0, 255], got {value!r}")
+        raise ConfigError(f"{name} must be an int in [0, 255], got {value!r}")
     return int(value)
 
 
@@ -82,7 +68,7 @@ def check_mean_std(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float,
     mean_t = _as_tuple("mean", mean, 3, "three numbers (R, G, B) in 0-255 units")
     std_t = _as_tuple("std", std, 3, "three positive numbers (R, G, B) in 0-255 units")
     if not all(_is_real(v) for v in mean_t):
-        raise ValueError(f"mean must be three numbers (R, G, B) in 0-255 units, got {mean!r}")
+        raise ConfigError(f"mean must be three numbers (R, G, B) in 0-255 units, got {mean!r}")
     if not all(_is_real(v) and v > 0 for v in std_t):
-        raise ValueError(f"std must be three positive numbers (R, G, B) in 0-255 units, got {std!r}")
+        raise ConfigError(f"std must be three positive numbers (R, G, B) in 0-255 units, got {std!r}")
     return tuple(float(v) for v in mean_t), tuple(float(v) for v in std_t)
