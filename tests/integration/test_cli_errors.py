@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from isnet.data import fixtures as fx
 from isnet.utils.io import safe_torch_load
@@ -45,6 +47,11 @@ def assert_one_error_line(proc: subprocess.CompletedProcess[str], *facts: str) -
     return lines[0]
 
 
+def base(mask: Path) -> Path:
+    """The dataset root of a mask at ``<root>/masks/val/<name>``."""
+    return mask.parents[2]
+
+
 @pytest.fixture(scope="module")
 def ckpt(trained_run: Path) -> Path:
     return trained_run / "checkpoints" / "last.ckpt"
@@ -59,8 +66,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad_image = corrupt / "images" / "val" / "val_000.png"
     bad_image.write_bytes(b"this is not a PNG file")
     (base / "empty").mkdir()
+    resized = fx.write_folder(base / "resized", n_train=2, n_val=1, classes=CLASSES) / "masks/val/val_000.png"
+    Image.fromarray(np.zeros((7, 9), np.uint8)).save(resized)  # not the image's size
+    stray = fx.write_folder(base / "stray", n_train=2, n_val=1, classes=CLASSES) / "masks/val/val_000.png"
+    Image.fromarray(np.full(np.asarray(Image.open(stray)).shape, 9, np.uint8)).save(stray)  # 9 with 4 classes
     return {"good": good, "corrupt": corrupt, "bad_image": bad_image, "missing": base / "nope",
-            "empty": base / "empty"}  # fmt: skip
+            "empty": base / "empty", "resized": resized, "stray": stray}  # fmt: skip
 
 
 def test_lightning_checkpoint_loads_safely(ckpt: Path) -> None:
@@ -79,6 +90,7 @@ def test_train_errors(data: dict[str, Path], tmp_path: Path) -> None:
         # a DataLoader worker re-raises the error with its traceback inside the message: still one line
         "corrupt_image": ([*FOLDER, "data.num_workers=1", f"data.root={data['corrupt']}"], [str(data["bad_image"])]),
         "class_count": ([*SYNTHETIC, "model.num_classes=5"], ["model.num_classes=5", "4"]),
+        "ddp_batch": ([*SYNTHETIC, "data.batch_size=3", "trainer=ddp_sim"], ["batch_size", "3", "2"]),
         "zero_epochs": ([*SYNTHETIC, "schedule.epochs=0"], ["schedule.epochs=0"]),
     }  # fmt: skip
     for name, (args, facts) in cases.items():
@@ -94,6 +106,10 @@ def test_eval_errors(ckpt: Path, data: dict[str, Path], tmp_path: Path) -> None:
         "wrong_root": ([*MODEL, *FOLDER, f"ckpt={ckpt}", f"data.root={data['missing']}"], [str(data["missing"])]),
         "corrupt_image": ([*MODEL, *FOLDER, f"ckpt={ckpt}", f"data.root={data['corrupt']}"], [str(data["bad_image"])]),
         "class_count": ([*TINY, f"ckpt={ckpt}", "data.num_classes=6"], ["4", "6"]),
+        "mask_size": ([*MODEL, *FOLDER, f"ckpt={ckpt}", f"data.root={base(data['resized'])}"],
+                      [str(data["resized"])]),
+        "stray_label": ([*MODEL, *FOLDER, f"ckpt={ckpt}", f"data.root={base(data['stray'])}"],
+                        [str(data["stray"]), "9"]),
     }  # fmt: skip
     for name, (args, facts) in cases.items():
         assert_one_error_line(run("eval", args, tmp_path / name), *facts)
