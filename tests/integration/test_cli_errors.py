@@ -6,6 +6,7 @@ a value), not its wording. ``ISNET_DEBUG=1`` brings the traceback back.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from isnet.data import fixtures as fx
@@ -58,6 +60,16 @@ def ckpt(trained_run: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def bad_ckpts(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A truncated copy of the TINY checkpoint and a file whose unpickling would run code."""
+    folder = tmp_path_factory.mktemp("bad_ckpts")
+    truncated, unsafe = folder / "truncated.ckpt", folder / "unsafe.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[:5000])
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, unsafe)
+    return {"truncated": truncated, "unsafe": unsafe}
+
+
+@pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A good folder dataset, one with a corrupt val image, a missing root and an empty folder."""
     base = tmp_path_factory.mktemp("data")
@@ -81,9 +93,10 @@ def test_lightning_checkpoint_loads_safely(ckpt: Path) -> None:
     assert checkpoint["state_dict"] and checkpoint["hyper_parameters"]["num_classes"] == 4
 
 
-def test_train_errors(data: dict[str, Path], tmp_path: Path) -> None:
+def test_train_errors(data: dict[str, Path], bad_ckpts: dict[str, Path], tmp_path: Path) -> None:
     cases = {
         "missing_ckpt": ([*SYNTHETIC, f"ckpt_path={tmp_path / 'missing.ckpt'}"], [str(tmp_path / "missing.ckpt")]),
+        **{f"{kind}_ckpt": ([*SYNTHETIC, f"ckpt_path={path}"], [str(path)]) for kind, path in bad_ckpts.items()},
         "wrong_root": ([*FOLDER, f"data.root={data['missing']}"], [str(data["missing"])]),
         "empty_root": (["data=ade20k", "data.num_workers=0", f"data.root={data['empty']}"],
                        [str(data["empty"]), "empty"]),
@@ -100,9 +113,10 @@ def test_train_errors(data: dict[str, Path], tmp_path: Path) -> None:
         assert not (run_dir / "run.json").exists(), f"{name}: a failed run left a run folder"
 
 
-def test_eval_errors(ckpt: Path, data: dict[str, Path], tmp_path: Path) -> None:
+def test_eval_errors(ckpt: Path, bad_ckpts: dict[str, Path], data: dict[str, Path], tmp_path: Path) -> None:
     cases = {
         "missing_ckpt": ([*TINY, f"ckpt={tmp_path / 'missing.ckpt'}"], [str(tmp_path / "missing.ckpt")]),
+        **{f"{kind}_ckpt": ([*TINY, f"ckpt={path}"], [str(path)]) for kind, path in bad_ckpts.items()},
         "wrong_root": ([*MODEL, *FOLDER, f"ckpt={ckpt}", f"data.root={data['missing']}"], [str(data["missing"])]),
         "corrupt_image": ([*MODEL, *FOLDER, f"ckpt={ckpt}", f"data.root={data['corrupt']}"], [str(data["bad_image"])]),
         "class_count": ([*TINY, f"ckpt={ckpt}", "data.num_classes=6"], ["4", "6"]),
@@ -115,10 +129,13 @@ def test_eval_errors(ckpt: Path, data: dict[str, Path], tmp_path: Path) -> None:
         assert_one_error_line(run("eval", args, tmp_path / name), *facts)
 
 
-def test_predict_errors(ckpt: Path, data: dict[str, Path], tmp_path: Path) -> None:
+def test_predict_errors(
+    ckpt: Path, bad_ckpts: dict[str, Path], data: dict[str, Path], tmp_path: Path
+) -> None:
     image = data["good"] / "images" / "val" / "val_000.png"
     cases = {
         "missing_ckpt": ([f"ckpt={tmp_path / 'missing.ckpt'}", f"input={image}"], [str(tmp_path / "missing.ckpt")]),
+        **{f"{kind}_ckpt": ([f"ckpt={path}", f"input={image}"], [str(path)]) for kind, path in bad_ckpts.items()},
         "wrong_input": ([f"ckpt={ckpt}", f"input={data['missing']}"], [str(data["missing"])]),
         "corrupt_image": ([f"ckpt={ckpt}", f"input={data['bad_image']}"], [str(data["bad_image"])]),
         "class_count": ([f"ckpt={ckpt}", f"input={image}", "data=synthetic", "data.num_classes=6"], ["4", "6"]),
