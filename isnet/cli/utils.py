@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from isnet.errors import ConfigError
-from isnet.utils.io import safe_torch_load, write_json
+from isnet.utils.io import atomic_write, safe_torch_load, write_json
 
 __all__ = [
     "RUN_MARKER",
@@ -208,7 +208,7 @@ def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
         text = OmegaConf.to_yaml(cfg, resolve=True)
     except Exception:  # an interpolation that only resolves inside Hydra's runtime
         text = OmegaConf.to_yaml(cfg, resolve=False)
-    (output_dir / name).write_text(text)
+    atomic_write(output_dir / name, text)
 
 
 def release_run_dir(output_dir: Path) -> None:

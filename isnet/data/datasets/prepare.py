@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from isnet.errors import DataError
+from isnet.utils.io import atomic_path, atomic_write
 
 __all__ = ["PrepareReport", "extract_zip", "progress", "write_text", "write_label_png"]
 
@@ -126,8 +127,7 @@ def write_text(path: Path, text: str, force: bool = False) -> PrepareReport:
         if not force:
             report.kept.append(path)
             return report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write(path, text)
     report.written += 1
     return report
 
@@ -147,7 +147,7 @@ def write_label_png(path: Path, label: np.ndarray, force: bool = False) -> Prepa
         if not force:
             report.kept.append(path)
             return report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(label.astype(np.uint8)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(label.astype(np.uint8)).save(tmp)
     report.written += 1
     return report
