@@ -149,6 +149,6 @@ def test_resume_from_a_malicious_checkpoint_runs_nothing(tmp_path: Path) -> None
     cmd += _overrides(tmp_path / "run", 0) + [f"ckpt_path={evil}"]
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 1
-    assert str(evil) in result.stderr and "GLOBAL io.open" in result.stderr  # the file and the blocked callable
+    assert str(evil) in result.stderr and "GLOBAL io.open" in result.stderr  # the file, the blocked callable
     assert not marker.exists()
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -95,9 +95,7 @@ def load_classes_yaml(path: Path) -> dict[str, Any]:
         table: dict[int, int] = {ignore: IGNORE_INDEX}
         for raw, train in mapping.items():
             if not (isinstance(raw, int) and 0 <= raw <= 255 and isinstance(train, int)):
-                raise DataError(
-                    f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index."
-                )
+                raise DataError(f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index.")
             if not (0 <= train < k or train == IGNORE_INDEX):
                 raise DataError(f"{path}: mapping {raw} -> {train} is outside [0, {k}) and not 255.")
             table[raw] = train
