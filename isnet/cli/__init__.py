@@ -54,6 +54,8 @@ def error_line(err: BaseException) -> str | None:
             name, _, last = text.strip().splitlines()[-1].partition(": ")
             if isinstance(cause, KNOWN_ERRORS) or _known_name(name):
                 return last
+        elif isinstance(cause, OmegaConfBaseException):  # the first line; the rest repeats the key
+            return text.splitlines()[0] if text else type(cause).__name__
         elif isinstance(cause, KNOWN_ERRORS):
             return (
                 " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(cause).__name__
