@@ -7,6 +7,7 @@ Every ``main`` is wrapped in :func:`one_line_errors`.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import os
 import sys
@@ -30,22 +31,37 @@ DEBUG_ENV = "ISNET_DEBUG"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _known(err: BaseException) -> BaseException | None:
-    """``err`` or the first known error it wraps (Hydra's ``instantiate`` wraps constructor errors)."""
-    seen = 0
-    while err is not None and seen < 10:
-        if isinstance(err, KNOWN_ERRORS):
-            return err
-        err, seen = err.__cause__ or err.__context__, seen + 1
+def _known_name(name: str) -> bool:
+    """Whether a type name printed by another process (``module.Type``) is a known error."""
+    if name.startswith(("isnet.errors.", "omegaconf.errors.")):
+        return True
+    builtin = getattr(builtins, name, None)
+    return isinstance(builtin, type) and issubclass(builtin, OSError)
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one-line message of the known error ``err`` is or wraps, else ``None`` (a bug).
+
+    Hydra's ``instantiate`` wraps constructor errors; a DataLoader worker or a spawned DDP process re-raises
+    its error with the original traceback in the message: the line is then the original message.
+    """
+    cause: BaseException | None = err
+    for _ in range(10):
+        if cause is None:
+            return None
+        text = str(cause)
+        if "Traceback (most recent call last):" in text:
+            name, _, last = text.strip().splitlines()[-1].partition(": ")
+            if isinstance(cause, KNOWN_ERRORS) or _known_name(name):
+                return last
+        elif isinstance(cause, OmegaConfBaseException):  # the first line; the rest repeats the key
+            return text.splitlines()[0] if text else type(cause).__name__
+        elif isinstance(cause, KNOWN_ERRORS):
+            return (
+                " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(cause).__name__
+            )
+        cause = cause.__cause__ or cause.__context__
     return None
-
-
-def error_line(err: BaseException) -> str:
-    """``err``'s message on one line (for an error re-raised from a DataLoader worker: the original one)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-    if "Original Traceback (most recent call last):" in lines:
-        lines = [lines[-1].split(": ", 1)[-1]]
-    return " ".join(lines)
 
 
 def one_line_errors(main: F) -> F:
@@ -60,10 +76,10 @@ def one_line_errors(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except Exception as err:
-            known = _known(err)
-            if known is None or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+            line = error_line(err)
+            if line is None or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
                 raise
-            print(f"error: {error_line(known)}", file=sys.stderr, flush=True)
+            print(f"error: {line}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
 
     return wrapper  # type: ignore[return-value]

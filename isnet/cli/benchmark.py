@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from isnet.cli import one_line_errors
+from isnet.errors import ConfigError
 
 __all__ = ["main", "slc_loop", "time_fn"]
 
@@ -359,13 +360,13 @@ def to_markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.reference and not (Path(args.reference) / "ssseg").is_dir():
-        raise SystemExit(
+        raise ConfigError(
             f"--reference {args.reference}: no ssseg/ package there (expected a sssegmentation checkout)"
         )
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - {"slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile"}
     if unknown:
-        raise SystemExit(
+        raise ConfigError(
             f"unknown --cases {sorted(unknown)}; choose from slc, infer, train, bf16, cityscapes, scaling, data, "
             "compile"
         )

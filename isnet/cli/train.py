@@ -23,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.utils import (
+    RUN_MARKER,
+    SafeCheckpointIO,
     build_module,
     claim_run_dir,
     instantiate_callbacks,
@@ -32,7 +34,7 @@ from isnet.cli.utils import (
     resolve_ckpt_path,
 )
 from isnet.errors import ConfigError
-from isnet.utils.io import safe_torch_load, write_json
+from isnet.utils.io import write_json
 
 __all__ = ["main", "metric_value", "train"]
 
@@ -74,9 +76,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = build_module(cfg.model, datamodule)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()]
+    )
 
-    claimed = not is_child_process() and ckpt_path is None
+    claimed = not is_child_process() and not (output_dir / RUN_MARKER).is_file()
     if not is_child_process():
         claim_run_dir(output_dir, cfg, resuming=ckpt_path is not None)
     try:
@@ -91,9 +95,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     best = _best_checkpoint(trainer)
     if cfg.get("test", False):
         # Test the best validated weights when a checkpoint tracked them, else the weights in memory.
-        if best:
-            model.load_state_dict(safe_torch_load(best)["state_dict"])
-        trainer.test(model=model, datamodule=datamodule)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if best:
             metrics["test_checkpoint"] = best

@@ -14,13 +14,15 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from isnet.errors import ConfigError
-from isnet.utils.io import write_json
+from isnet.utils.io import atomic_write, safe_torch_load, write_json
 
 __all__ = [
     "RUN_MARKER",
     "RunFolderError",
+    "SafeCheckpointIO",
     "build_module",
     "claim_run_dir",
     "instantiate_callbacks",
@@ -37,6 +39,15 @@ RUN_MARKER = "run.json"
 
 class RunFolderError(FileExistsError):
     """The output folder already holds a run and would be overwritten."""
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reader (resume, test of the best checkpoint) through :func:`safe_torch_load`."""
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: Any = None
+    ) -> dict[str, Any]:
+        return safe_torch_load(path)
 
 
 def is_child_process() -> bool:
@@ -197,7 +208,7 @@ def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
         text = OmegaConf.to_yaml(cfg, resolve=True)
     except Exception:  # an interpolation that only resolves inside Hydra's runtime
         text = OmegaConf.to_yaml(cfg, resolve=False)
-    (output_dir / name).write_text(text)
+    atomic_write(output_dir / name, text)
 
 
 def release_run_dir(output_dir: Path) -> None:

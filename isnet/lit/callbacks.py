@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from isnet.errors import ConfigError
 from isnet.inference import run_inference
 from isnet.utils.io import write_json
 from isnet.viz import default_palette, denormalize, plot_curves, prediction_panel, save_image
@@ -173,19 +174,19 @@ class PredictionOverlays(pl.Callback):
         log_images: int = 2,
     ) -> None:
         if stage not in ("test", "fit"):
-            raise ValueError(f"PredictionOverlays.stage must be 'test' or 'fit', got {stage!r}")
+            raise ConfigError(f"PredictionOverlays.stage must be 'test' or 'fit', got {stage!r}")
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"PredictionOverlays.num_images must be a positive int, got {num_images!r}")
+            raise ConfigError(f"PredictionOverlays.num_images must be a positive int, got {num_images!r}")
         if isinstance(log_images, bool) or not isinstance(log_images, int) or log_images < 0:
-            raise ValueError(f"PredictionOverlays.log_images must be an int >= 0, got {log_images!r}")
+            raise ConfigError(f"PredictionOverlays.log_images must be an int >= 0, got {log_images!r}")
         if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"PredictionOverlays.alpha must be in [0, 1], got {alpha!r}")
+            raise ConfigError(f"PredictionOverlays.alpha must be in [0, 1], got {alpha!r}")
         self.num_images = num_images
         self.dirpath = dirpath
         self.stage = stage
         self.alpha = float(alpha)
         if isinstance(palette, str) and palette not in ("data", "generated"):
-            raise ValueError(
+            raise ConfigError(
                 f"PredictionOverlays.palette must be 'data', 'generated' or a list, got {palette!r}"
             )
         self.min_height = int(min_height)

@@ -208,7 +208,9 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         data = safe_torch_load(path)
     except CheckpointError as err:
-        raise PretrainedError(f"pretrained weights: {err} (a truncated download: delete it and retry)") from err
+        raise PretrainedError(
+            f"pretrained weights: {err} (a truncated download: delete it and retry)"
+        ) from err
     if isinstance(data, dict):
         for key in ("state_dict", "model"):
             if isinstance(data.get(key), dict):

@@ -1,1 +1,1 @@
-"""Small helpers shared by the package (file I/O)."""
+"""Small helpers shared by the package: atomic writes and safe loading (``io``), int-or-pair settings (``pairs``)."""

@@ -48,7 +48,9 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
             f"and unpickling them could run code; nothing in it was executed ({_refusal_reason(err)})"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated, or not a torch.save file): {err}"
+        ) from err
 
 
 @contextmanager

@@ -68,5 +68,5 @@ def test_convert_script_reports_errors(tmp_path: Path) -> None:
         "scripts/convert_sssegmentation.py", str(tmp_path / "missing.pth"), str(tmp_path / "out.pth")
     )
     assert done.returncode == 1
-    assert "checkpoint file not found" in done.stderr
+    assert done.stderr.startswith("error: ") and str(tmp_path / "missing.pth") in done.stderr
     assert not (tmp_path / "out.pth").exists()

@@ -86,6 +86,18 @@ def test_fast_dev_run_train_and_test(tmp_path: Path) -> None:
     }
 
 
+def test_test_after_training_loads_the_best_checkpoint_safely(tmp_path: Path, monkeypatch) -> None:
+    """``test=true`` reloads the best checkpoint through ``safe_torch_load`` (``weights_only=True``)."""
+    import isnet.cli.utils as cli_utils
+
+    loaded: list[str] = []
+    real = cli_utils.safe_torch_load
+    monkeypatch.setattr(cli_utils, "safe_torch_load", lambda path: loaded.append(path) or real(path))
+    metrics, _ = train(tiny_config("train", tmp_path / "run", ["test=true"]))
+    assert metrics["best_checkpoint"] and loaded == [metrics["best_checkpoint"]]
+    assert metrics["test_checkpoint"] == metrics["best_checkpoint"] and 0.0 <= metrics["test/mIoU"] <= 1.0
+
+
 def test_run_folder_contents(trained_run: Path) -> None:
     for name in ("run.json", "config.yaml", "metrics.json", "metrics_history.json", "curves.png",
                  "checkpoints/last.ckpt", "csv/version_0/metrics.csv"):  # fmt: skip

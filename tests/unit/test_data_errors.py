@@ -52,15 +52,13 @@ def test_missing_split_folder(tmp_path):
     root = fx.write_ade20k(tmp_path)
     shutil.rmtree(root / "ADEChallengeData2016" / "images" / "validation")
     dm = fx.datamodule("ade20k", root)
-    with pytest.raises(
-        FileNotFoundError, match=r"split 'val' folder .*images/validation.*prepare_ade20k\.py"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"'val'.*images/validation.*prepare_ade20k\.py"):
         dm.setup("fit")
 
 
 def test_unknown_split(tmp_path):
     dm = fx.datamodule("ade20k", fx.write_ade20k(tmp_path), val_split="test")
-    with pytest.raises(ValueError, match=r"split must be one of \['train', 'val'\], got 'test'"):
+    with pytest.raises(ValueError, match=r"split.*'test'"):
         dm.setup("validate")
 
 
@@ -118,7 +116,7 @@ def test_label_values_out_of_range(tmp_path):
         dataset[1]
     message = str(err.value)
     assert str(label) in message and "151->invalid" in message and "200->invalid" in message
-    assert "255" not in message.split("after mapping:")[1].split(".")[0]
+    assert "255->" not in message  # the ignore value is not reported
     # The check can be switched off: invalid ids then become ignore.
     unchecked = fx.datamodule("ade20k", label.parents[3], check_labels=False)
     unchecked.setup("validate")
@@ -142,9 +140,7 @@ def test_lip_label_out_of_range(tmp_path):
     Image.fromarray(values).save(label)
     dm = fx.datamodule("lip", root)
     dm.setup("validate")
-    with pytest.raises(
-        ValueError, match=re.escape(f"Label {label} has values outside [0, 20)") + r".*: 20\."
-    ):
+    with pytest.raises(ValueError, match=re.escape(str(label)) + r".*\b20\b"):
         dm.val_dataset[0]
 
 
@@ -209,22 +205,20 @@ def test_bad_settings(kwargs, pattern):
 
 
 def test_bad_dataset_options(tmp_path):
-    with pytest.raises(
-        ValueError, match=r"label_type must be one of \['auto', 'labelIds', 'labelTrainIds'\]"
-    ):
+    with pytest.raises(ValueError, match=r"label_type.*'color'"):
         CityscapesDataModule(root=tmp_path, label_type="color")
-    with pytest.raises(ValueError, match=r"layout must be one of \['auto', 'official', 'flat'\]"):
+    with pytest.raises(ValueError, match=r"layout.*'zip'"):
         LIPDataModule(root=tmp_path, layout="zip")
 
 
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        ("classes: []\n", "'classes' must be a non-empty list"),
-        ("classes: [a, b]\npalette: [[0, 0, 0]]\n", "'palette' must be a list of 2"),
-        ("classes: [a, b]\nignore_index: 1\n", "ignore_index 1 collides with class index 1"),
-        ("classes: [a, b]\nmapping: {3: 7}\n", r"mapping 3 -> 7 is outside \[0, 2\)"),
-        ("classes: [a\n", "not valid YAML"),
+        ("classes: []\n", "'classes'"),
+        ("classes: [a, b]\npalette: [[0, 0, 0]]\n", "'palette'"),
+        ("classes: [a, b]\nignore_index: 1\n", "ignore_index 1"),
+        ("classes: [a, b]\nmapping: {3: 7}\n", "3 -> 7"),
+        ("classes: [a\n", "YAML"),
     ],
 )
 def test_folder_bad_classes_yaml(tmp_path, text, pattern):
@@ -239,7 +233,5 @@ def test_folder_image_without_mask(tmp_path):
     root = fx.write_folder(tmp_path)
     (root / "masks" / "train" / "train_001.png").unlink()
     dm = fx.datamodule("folder", root)
-    with pytest.raises(
-        FileNotFoundError, match=r"train_001\.png has no mask: expected .*masks/train/train_001\.png"
-    ):
+    with pytest.raises(FileNotFoundError, match=r"train_001\.png.*masks/train/train_001\.png"):
         dm.setup("fit")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import tempfile
 from pathlib import Path
@@ -214,7 +215,7 @@ def test_read_label_modes(mode: str, h: int, w: int, seed: int, high: int) -> No
         else:
             channels = {"RGB": 3, "RGBA": 4, "LA": 2}[mode]
             Image.fromarray(rng.integers(0, 256, (h, w, channels), dtype=np.uint8), mode).save(path)
-            with pytest.raises(ValueError, match=f"Label {path} must be a single-channel image.*{mode!r}"):
+            with pytest.raises(ValueError, match=re.escape(str(path)) + f".*{mode!r}"):
                 read_label(path)
             return
         label = read_label(path)
@@ -355,14 +356,14 @@ def test_folder_dataset_reads_or_rejects(case: dict) -> None:
         label_path = root / "masks" / "val" / "x.png"
         if (lh, lw) != (h, w):
             event("rejected: image and label sizes differ")
-            with pytest.raises(ValueError, match="sizes differ") as info:
+            with pytest.raises(ValueError) as info:
                 dm.val_dataset[0]
             assert str(root / "images" / "val" / image_path.name) in str(info.value)
             assert str(label_path) in str(info.value) and f"{lh}x{lw}" in str(info.value)
             return
         if case["stray"] is not None:
             event("rejected: stray label value")
-            with pytest.raises(ValueError, match="outside \\[0, 3\\)") as info:
+            with pytest.raises(ValueError) as info:
                 dm.val_dataset[0]
             assert str(label_path) in str(info.value) and str(case["stray"]) in str(info.value)
             return

@@ -488,11 +488,6 @@ def test_photometric_parameter_distributions():
     assert stats.chisquare(np.bincount(hue + 18)).pvalue > 0.01
 
 
-def test_photometric_rejects_non_uint8():
-    with pytest.raises(ValueError, match="RGB uint8"):
-        PhotoMetricDistortion(p=1.0)(image=np.zeros((4, 4, 3), np.float32))
-
-
 # ------------------------------------------------------------------------------------------------
 # end to end + seeding
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from isnet.errors import DataError
+from isnet.utils.io import atomic_path
 
 __all__ = [
     "PrepareReport",
@@ -155,8 +156,8 @@ def _write_once(
     elif path.exists() and not force:
         report.kept.append(path)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(path)
+        with atomic_path(path) as tmp:
+            write(tmp)
         report.written += 1
     return report
 

@@ -103,9 +103,9 @@ class CatMaxRatioCrop(A.DualTransform):
     ) -> None:
         super().__init__(p=p)
         self.crop_size = as_pair(crop_size, "crop_size")
-        if isinstance(cat_max_ratio, bool) or not isinstance(cat_max_ratio, (int, float)):
-            raise ConfigError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
-        if not 0.0 < cat_max_ratio <= 1.0:
+        if isinstance(cat_max_ratio, bool) or not (
+            isinstance(cat_max_ratio, int | float) and 0 < cat_max_ratio <= 1
+        ):
             raise ConfigError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
         self.cat_max_ratio = float(cat_max_ratio)
         self.ignore_index = check_label("ignore_index", ignore_index)

@@ -63,9 +63,9 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
-        if isinstance(brightness_delta, bool) or not isinstance(brightness_delta, (int, float)):
-            raise ConfigError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
-        if brightness_delta < 0:
+        if isinstance(brightness_delta, bool) or not (
+            isinstance(brightness_delta, int | float) and brightness_delta >= 0
+        ):
             raise ConfigError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
         if (
             isinstance(hue_delta, bool)
@@ -111,10 +111,6 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         **params: Any,
     ) -> np.ndarray:
         """Distort an RGB uint8 image (H, W, 3) with the drawn parameters."""
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(
-                f"PhotoMetricDistortion expects an RGB uint8 image (H, W, 3), got {img.dtype} {img.shape}"
-            )
         if brightness is not None:
             img = convert(img, beta=brightness)
         if contrast_first and contrast is not None:
