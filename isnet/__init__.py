@@ -1,5 +1,6 @@
 """isnet: ISNet (ICCV 2021) semantic segmentation with exact parity to the released sssegmentation models."""
 
+from isnet.accel import optimize_for_inference
 from isnet.checkpoint import load_checkpoint, save_checkpoint
 from isnet.convert import from_sssegmentation
 from isnet.export import export_model
@@ -20,6 +21,7 @@ __all__ = [
     "from_sssegmentation",
     "list_pretrained",
     "load_checkpoint",
+    "optimize_for_inference",
     "save_checkpoint",
     "zoo_entry",
 ]

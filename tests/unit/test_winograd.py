@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isnet.models.layers.winograd import WinogradConv2d, winograd_weight
+from isnet.accel.winograd import WinogradConv2d, winograd_weight
 
 # fp32: max |winograd - conv_fp64| / max |conv_fp64|. With these few channels the direct fp32 conv is ~1e-7 off;
 # 1e-5 (~100 ulp) leaves room for the extra additions of the transforms and fails on any indexing mistake.
