@@ -155,7 +155,8 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, band_tiles: int | None = None) -> None:
         super().__init__()
-        _check_conv(conv)
+        if reason := unsupported_setting(conv):
+            raise ValueError(reason)
         if band_tiles is None:
             band_tiles = max(128, 32768 // conv.in_channels)
         if band_tiles < 1:
@@ -271,10 +272,3 @@ def unsupported_setting(conv: nn.Module) -> str | None:
         if not ok:
             return f"WinogradConv2d supports conv {name} {allowed} only, got {name}={value!r}"
     return None
-
-
-def _check_conv(conv: nn.Module) -> None:
-    """Raise ``ValueError`` naming the first setting of ``conv`` that Winograd F(2x2, 3x3) does not cover."""
-    reason = unsupported_setting(conv)
-    if reason is not None:
-        raise ValueError(reason)

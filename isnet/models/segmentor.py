@@ -26,17 +26,19 @@ OBSOLETE_KEYS = ("fast_inference", "winograd", "compile")
 
 
 def check_images(images: Any) -> None:
-    """Refuse what the network cannot segment: not (N, 3, H >= 8, W >= 8) floats, or non-finite values.
-
-    Skipped while tracing or compiling (the check belongs to the eager public entry points)."""
+    """Refuse what the network cannot segment: not (N, 3, H >= 8, W >= 8) floats, or non-finite values
+    (the count is in the message). Skipped while tracing or compiling: the eager entry points check."""
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"ISNet expects a torch.Tensor of shape (N, 3, H, W), got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] < 8 or images.shape[3] < 8:
-        raise ValueError(f"ISNet expects images of shape (N, 3, H >= 8, W >= 8), got {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"ISNet expects images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[2] < 8 or images.shape[3] < 8:
+        raise ValueError(f"images must be at least 8x8 pixels, got {tuple(images.shape[2:])}")
     if not images.is_floating_point():
-        raise TypeError(f"ISNet expects normalised floating-point images, got dtype {images.dtype}")
+        raise TypeError(f"ISNet expects normalised floating-point images, got dtype {images.dtype}; convert "
+                        "with (image.float() - mean) / std")  # fmt: skip
     if bad := int(images.numel() - torch.isfinite(images).sum()):
         raise ValueError(f"images hold {bad} non-finite value(s) (NaN or inf) of {images.numel()}")
 
@@ -129,8 +131,6 @@ class ISNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         check_images(images)
         size = images.shape[2:]
-        if self.training and images.shape[0] * -(-size[0] // 8) * -(-size[1] // 8) < 2:
-            raise ValueError(f"training BatchNorm needs more than one feature pixel: batch {tuple(images.shape)}")
         features = self.backbone(self._as_weight_dtype(images))
         preds_stage1, preds_stage2 = self.head(features)
         if not self.training:
