@@ -3,4 +3,10 @@
 from isnet.accel.optimize import InferenceModel, StaleSnapshotError, compile_options, optimize_for_inference
 from isnet.accel.winograd import WinogradConv2d
 
-__all__ = ["InferenceModel", "StaleSnapshotError", "WinogradConv2d", "compile_options", "optimize_for_inference"]
+__all__ = [
+    "InferenceModel",
+    "StaleSnapshotError",
+    "WinogradConv2d",
+    "compile_options",
+    "optimize_for_inference",
+]

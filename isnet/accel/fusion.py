@@ -116,7 +116,10 @@ class AccumulatingBottleneck(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         y = self.act2(self.conv2(self.act1(self.conv1(x))))
         channels_last = torch.channels_last
-        if not (y.is_contiguous(memory_format=channels_last) and shortcut.is_contiguous(memory_format=channels_last)):
+        if not (
+            y.is_contiguous(memory_format=channels_last)
+            and shortcut.is_contiguous(memory_format=channels_last)
+        ):
             return self.act3(self.conv3(y) + shortcut)
         weight = self.conv3.weight.reshape(self.conv3.out_channels, self.conv3.in_channels)
         rows = shortcut.permute(0, 2, 3, 1).reshape(-1, shortcut.shape[1])  # a view of the shortcut

@@ -20,7 +20,13 @@ from isnet.accel.fusion import accumulate_residuals_, fold_batchnorm_, use_winog
 from isnet.models.layers.resize import resize_bilinear
 from isnet.models.segmentor import ISNet, check_images
 
-__all__ = ["InferenceModel", "StaleSnapshotError", "compile_options", "optimize_for_inference", "with_freezing"]
+__all__ = [
+    "InferenceModel",
+    "StaleSnapshotError",
+    "compile_options",
+    "optimize_for_inference",
+    "with_freezing",
+]
 
 _COMPILE_KEYS = ("mode", "dynamic", "fullgraph", "backend", "options")
 
@@ -57,7 +63,12 @@ def with_freezing(options: dict[str, Any]) -> dict[str, Any]:
 def _fingerprint(model: ISNet) -> tuple[object, ...]:
     # in-place updates (optimiser steps, load_state_dict, BN statistics) bump the version counters; .to() and a
     # replaced module do not, so the tensors' identity, device and dtype are part of it
-    tensors = [*model.backbone.parameters(), *model.head.parameters(), *model.backbone.buffers(), *model.head.buffers()]
+    tensors = [
+        *model.backbone.parameters(),
+        *model.head.parameters(),
+        *model.backbone.buffers(),
+        *model.head.buffers(),
+    ]
     versions = tuple((id(t), 0 if t.is_inference() else t._version) for t in tensors)
     return (str(tensors[0].device), tensors[0].dtype, versions)
 
@@ -70,7 +81,9 @@ class InferenceModel(nn.Module):
     ``class_names``, ``palette``, ``meta`` and ``config`` of the source. Inference only (no autograd).
     """
 
-    def __init__(self, model: ISNet, dtype: torch.dtype | None = None, compile: bool | dict[str, Any] | None = None):
+    def __init__(
+        self, model: ISNet, dtype: torch.dtype | None = None, compile: bool | dict[str, Any] | None = None
+    ):
         super().__init__()
         if not isinstance(model, ISNet):
             raise TypeError(f"optimize_for_inference expects an isnet ISNet, got {type(model).__name__}")
@@ -92,7 +105,11 @@ class InferenceModel(nn.Module):
         self.backbone, self.head = fast["backbone"], fast["head"]
         #: the compute dtype (the classifiers stay fp32)
         self.dtype = self.head.bottleneck[0].weight.dtype
-        if options is None and self.dtype == torch.float32 and self.head.bottleneck[0].weight.device.type == "cpu":
+        if (
+            options is None
+            and self.dtype == torch.float32
+            and self.head.bottleneck[0].weight.device.type == "cpu"
+        ):
             use_winograd_(self)
             accumulate_residuals_(self)
         return_layers = getattr(self.backbone, "return_layers", None)
@@ -103,7 +120,9 @@ class InferenceModel(nn.Module):
             keep = {names[-1]} | ({names[0]} if self.head.shortcut is not None else set())
             self.backbone.return_layers = {k: v for k, v in return_layers.items() if k in keep}
         # kept out of the module tree: the compiled module wraps this one, it is not a second set of weights
-        self.__dict__["_compiled"] = None if options is None else torch.compile(self.logits, **with_freezing(options))
+        self.__dict__["_compiled"] = (
+            None if options is None else torch.compile(self.logits, **with_freezing(options))
+        )
 
     def check_fresh(self) -> None:
         """Raise :class:`StaleSnapshotError` if the source model changed since the snapshot."""

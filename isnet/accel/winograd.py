@@ -173,11 +173,6 @@ class WinogradConv2d(nn.Module):
         a_t = torch.tensor(_AT, dtype=self.weight.dtype, device=self.weight.device)
         self.register_buffer("a2", torch.kron(a_t, a_t), persistent=False)
 
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d, band_tiles: int | None = None) -> WinogradConv2d:
-        """Build from an existing conv (same as the constructor)."""
-        return cls(conv, band_tiles=band_tiles)
-
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), padding={self.dilation}, "

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from isnet.inference.window import PredictFn, _check_image, _pair, slide_inference, whole_inference
+from isnet.inference.window import PredictFn, check_image, int_pair, slide_inference, whole_inference
 
 try:  # POSIX only; on other systems the host peak is reported as None
     import resource
@@ -94,18 +94,14 @@ def max_pixels_for_budget(
     return int(budget_bytes) // int(activation_bytes_per_pixel)
 
 
-def _check_max_pixels(max_pixels: int) -> None:
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive int (batch x height x width), got {max_pixels!r}")
-
-
 def choose_inference_mode(image_shape: Sequence[int], max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """``"whole"`` if the batch's pixel count ``N * H * W`` is within ``max_pixels``, else ``"slide"``.
 
     Raises:
         ValueError: ``max_pixels`` is not a positive int or ``image_shape`` is not ``(N, C, H, W)``.
     """
-    _check_max_pixels(max_pixels)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int (batch x height x width), got {max_pixels!r}")
     if len(image_shape) != 4:
         raise ValueError(f"image_shape must be (N, C, H, W), got {tuple(image_shape)}")
     n, _, h, w = (int(v) for v in image_shape)
@@ -150,10 +146,9 @@ def auto_inference(
     Raises:
         ValueError: a bad ``image``, ``max_pixels``, ``crop_size`` or ``stride`` (checked before any work).
     """
-    _check_image(image)
-    _check_max_pixels(max_pixels)
-    crop = _pair("crop_size", crop_size)
-    step = _pair("stride", stride)
+    check_image(image)
+    crop = int_pair("crop_size", crop_size)
+    step = int_pair("stride", stride)
     if choose_inference_mode(image.shape, max_pixels) == "whole":
         return whole_inference(predict_fn, image, out_size=out_size, use_probs=use_probs)
     n, _, h, w = image.shape

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from isnet.inference.settings import InferenceConfig
-from isnet.inference.window import PredictFn, _check_image, _resize, slide_inference, whole_inference
+from isnet.inference.window import PredictFn, check_image, slide_inference, whole_inference
+from isnet.models.layers.resize import resize_bilinear
 
 __all__ = ["ms_flip_inference", "run_inference"]
 
@@ -79,7 +80,7 @@ def ms_flip_inference(
         - image: ``(N, C, H, W)``
         - output: ``(N, K, H_out, W_out)``
     """
-    _check_image(image)
+    check_image(image)
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
     if mode == "slide" and (crop_size is None or stride is None):
@@ -116,7 +117,7 @@ def ms_flip_inference(
             outputs.append(flipped.flip(-1))
         for out in outputs:
             # test.py: each output is resized straight to (height, width) and the list is summed in order.
-            resized = _resize(out, out_size)
+            resized = resize_bilinear(out, out_size)
             total = resized if total is None else total + resized
             count += 1
     assert total is not None  # scales is non-empty

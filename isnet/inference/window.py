@@ -22,12 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["PredictFn", "slide_inference", "slide_windows", "whole_inference"]
+from isnet.models.layers.resize import resize_bilinear
+
+__all__ = ["PredictFn", "check_image", "int_pair", "slide_inference", "slide_windows", "whole_inference"]
 
 PredictFn = Callable[[Tensor], Tensor]
 
 
-def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+def int_pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
     """Normalise an ``int`` or ``(h, w)`` setting to a pair of positive ints."""
     if isinstance(value, int) and not isinstance(value, bool):
         pair = (value, value)
@@ -41,7 +43,7 @@ def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-def _check_image(image: Tensor) -> None:
+def check_image(image: Tensor) -> None:
     if not isinstance(image, Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"image must be a (N, C, H, W) tensor, got {shape}")
@@ -55,10 +57,6 @@ def _predict(predict_fn: PredictFn, image: Tensor) -> Tensor:
             f"predict_fn must return (N, K, h, w) logits for an input of shape {tuple(image.shape)}, got {shape}"
         )
     return logits
-
-
-def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
 
 
 @torch.inference_mode()
@@ -85,13 +83,13 @@ def whole_inference(
         - image: ``(N, C, H, W)``
         - output: ``(N, K, H_out, W_out)``, or ``(N, K, h, w)`` if ``out_size`` is None
     """
-    _check_image(image)
+    check_image(image)
     logits = _predict(predict_fn, image)
     if use_probs:
         # base.py `inference`, whole branch: softmax on the raw (low-resolution) logits.
         logits = F.softmax(logits, dim=1)
     if out_size is not None:
-        logits = _resize(logits, out_size)
+        logits = resize_bilinear(logits, out_size)
     return logits
 
 
@@ -111,8 +109,8 @@ def slide_windows(
         columns; start ``idx * stride``, end ``min(start + crop, H)``, start moved back to
         ``max(end - crop, 0)`` so the last window touches the border.
     """
-    crop_h, crop_w = _pair("crop_size", crop_size)
-    stride_h, stride_w = _pair("stride", stride)
+    crop_h, crop_w = int_pair("crop_size", crop_size)
+    stride_h, stride_w = int_pair("stride", stride)
     if isinstance(height, bool) or not isinstance(height, int) or height < 1:
         raise ValueError(f"height must be a positive int, got {height!r}")
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -194,7 +192,7 @@ def slide_inference(
         - image: ``(N, C, H, W)``
         - output: ``(N, K, H_out, W_out)``, or ``(N, K, H, W)`` if ``out_size`` is None
     """
-    _check_image(image)
+    check_image(image)
     if isinstance(window_batch, bool) or not isinstance(window_batch, int) or window_batch < 1:
         raise ValueError(f"window_batch must be a positive int, got {window_batch!r}")
     batch, _, height, width = image.shape
@@ -210,7 +208,7 @@ def slide_inference(
             crops = torch.cat([image[:, :, a:b, c:d] for a, b, c, d in group], dim=0)
         logits = _predict(predict_fn, crops)
         # base.py slide branch: resize each window to its own size, then softmax there.
-        logits = _resize(logits, (y2 - y1, x2 - x1))
+        logits = resize_bilinear(logits, (y2 - y1, x2 - x1))
         if use_probs:
             logits = F.softmax(logits, dim=1)
         if canvas is None:
@@ -221,5 +219,5 @@ def slide_inference(
     assert canvas is not None  # slide_windows always returns at least one window
     canvas = canvas / count.to(canvas.dtype)
     if out_size is not None:
-        canvas = _resize(canvas, out_size)
+        canvas = resize_bilinear(canvas, out_size)
     return canvas

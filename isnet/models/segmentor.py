@@ -27,8 +27,9 @@ OBSOLETE_KEYS = ("fast_inference", "winograd", "compile")
 
 def check_images(images: Any) -> None:
     """Refuse what the network cannot segment: not (N, 3, H >= 8, W >= 8) floats, or non-finite values
-    (the count is in the message). Skipped while tracing or compiling: the eager entry points check."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    (the count is in the message). Skipped while tracing or compiling (the eager entry points check)."""
+    skip = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if skip or isinstance(images, torch._subclasses.FakeTensor):
         return
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"ISNet expects a torch.Tensor of shape (N, 3, H, W), got {type(images).__name__}")
@@ -96,9 +97,8 @@ class ISNet(nn.Module):
             backbone=backbone, num_classes=num_classes, feats_channels=feats_channels,
             transform_channels=transform_channels, dropout=dropout, shortcut=shortcut, act=act, aux=aux,
         )  # fmt: skip
-        self.backbone_name = backbone
-        self.num_classes = num_classes
-        self.class_names = [str(c) for c in class_names] if class_names else [f"class_{k}" for k in range(num_classes)]
+        self.backbone_name, self.num_classes = backbone, num_classes
+        self.class_names = [str(c) for c in class_names or (f"class_{k}" for k in range(num_classes))]
         self.palette = [tuple(int(c) for c in rgb) for rgb in (palette or default_palette(num_classes))]
         self.meta = dict(meta or {})
         self.backbone = build_backbone(backbone, pretrained=pretrained)
@@ -114,8 +114,8 @@ class ISNet(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments (without ``pretrained``): ``ISNet(**model.config)`` rebuilds the model."""
-        palette = [list(rgb) for rgb in self.palette]
-        return {**self.architecture, "class_names": list(self.class_names), "palette": palette, "meta": self.meta}
+        extra = {"class_names": list(self.class_names), "palette": [list(c) for c in self.palette]}
+        return {**self.architecture, **extra, "meta": self.meta}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ISNet:
@@ -145,6 +145,5 @@ class ISNet(nn.Module):
     def _as_weight_dtype(self, images: torch.Tensor) -> torch.Tensor:
         # e.g. float64 or float16 input to an fp32 model computes in fp32 (autocast picks its own dtypes)
         dtype = self.head.bottleneck[0].weight.dtype
-        if images.dtype == dtype or torch.is_autocast_enabled(images.device.type):
-            return images
-        return images.to(dtype)
+        keep = images.dtype == dtype or torch.is_autocast_enabled(images.device.type)
+        return images if keep else images.to(dtype)

@@ -206,7 +206,9 @@ def test_lip_head_decode_needs_the_low_level_features() -> None:
 
 
 def test_inference_copy_patches_no_forward_and_carries_the_metadata() -> None:
-    model = ISNet("resnet18d", 3, feats_channels=256, transform_channels=16, class_names=["a", "b", "c"]).eval()
+    model = ISNet(
+        "resnet18d", 3, feats_channels=256, transform_channels=16, class_names=["a", "b", "c"]
+    ).eval()
     fast = optimize_for_inference(model)
     assert all(type(m).forward is m.forward.__func__ for m in fast.modules())
     assert (fast.num_classes, fast.class_names, fast.palette) == (3, ["a", "b", "c"], model.palette)
@@ -219,6 +221,11 @@ def test_inference_copy_refuses_non_finite_input_with_the_count() -> None:
     x = torch.randn(1, 3, 16, 16)
     x[0, 1, 2, :3] = float("nan")
     x[0, 2, 0, 0] = float("inf")
-    for entry in (model, model.predict_logits, optimize_for_inference(model), optimize_for_inference(model).predict_logits):
+    for entry in (
+        model,
+        model.predict_logits,
+        optimize_for_inference(model),
+        optimize_for_inference(model).predict_logits,
+    ):
         with pytest.raises(ValueError, match=r"\b4\b"):
             entry(x)
