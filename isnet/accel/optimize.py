@@ -93,13 +93,14 @@ class InferenceModel(nn.Module):
         self.num_classes, self.class_names, self.palette = model.num_classes, model.class_names, model.palette
         self.config, self.meta, self.backbone_name = model.config, model.meta, model.backbone_name
         self._source = weakref.ref(model)
-        self._fingerprint = _fingerprint(model)
+        self._source_fingerprint = _fingerprint(model)
         fast = copy.deepcopy(nn.ModuleDict({"backbone": model.backbone, "head": model.head})).eval()
         fold_batchnorm_(fast)  # in fp32, before any cast: a bf16 copy carries the rounding of one cast only
         if dtype is not None:
             for module in fast.modules():  # the classifiers (keep_fp32) stay fp32
-                for tensor in () if getattr(module, "keep_fp32", False) else module._parameters.values():
-                    if tensor is not None and tensor.is_floating_point():
+                tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+                for tensor in [] if getattr(module, "keep_fp32", False) else tensors:
+                    if tensor.is_floating_point():
                         tensor.data = tensor.data.to(dtype)
         fast = fast.to(memory_format=torch.channels_last).requires_grad_(False)
         self.backbone, self.head = fast["backbone"], fast["head"]
@@ -127,7 +128,7 @@ class InferenceModel(nn.Module):
     def check_fresh(self) -> None:
         """Raise :class:`StaleSnapshotError` if the source model changed since the snapshot."""
         source = self._source()
-        if source is not None and _fingerprint(source) != self._fingerprint:
+        if source is not None and _fingerprint(source) != self._source_fingerprint:
             raise StaleSnapshotError(
                 "this inference copy is stale: the source model's parameters, buffers, device or dtype changed "
                 "since optimize_for_inference; call optimize_for_inference(model) again"
