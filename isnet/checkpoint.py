@@ -42,9 +42,9 @@ def load_checkpoint(path: str | os.PathLike) -> ISNet:
     """
     data = safe_torch_load(path)
     if isinstance(data, dict) and data.get("format") == "isnet":
-        model = ISNet(**data["config"])
+        model = ISNet.from_config(data["config"])
         model.load_state_dict(data["state_dict"], strict=True)
-        model.meta = data.get("meta", {})
+        model.meta = {**model.meta, **data.get("meta", {})}
         return model.eval()
     if isinstance(data, dict) and "state_dict" in data and "hyper_parameters" in data:
         hparams = data["hyper_parameters"]
@@ -53,7 +53,7 @@ def load_checkpoint(path: str | os.PathLike) -> ISNet:
             raise CheckpointError(
                 f"{path}: Lightning checkpoint without an ISNet 'model_config' hyper-parameter"
             )
-        model = ISNet(**{k: v for k, v in config.items() if k != "pretrained"})
+        model = ISNet.from_config(config)
         state = {k[len("model.") :]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state, strict=True)
         model.meta = {"hyper_parameters": hparams}

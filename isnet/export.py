@@ -59,7 +59,7 @@ class ExportVerificationError(RuntimeError):
 
 
 class LogitsExport(nn.Module):
-    """ISNet's eval forward as a traceable module (no fused-copy cache, no Python-side checks).
+    """ISNet's eval forward as a traceable module (the plain modules, without the input checks).
 
     Args:
         model: the network; used in eval mode.
@@ -133,12 +133,11 @@ def format_from_suffix(path: str | os.PathLike) -> str:
 
 def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
     """String metadata stored with each export: config, classes, palette, input normalisation, output."""
-    num_classes = int(model.num_classes)
-    names = getattr(model, "class_names", None) or [f"class_{i}" for i in range(num_classes)]
-    recipe_name = getattr(model, "meta", {}).get("recipe")
+    recipe_name = model.meta.get("recipe")
     meta = {
-        "isnet.config": json.dumps(getattr(model, "config", {}), sort_keys=True),
-        "isnet.class_names": json.dumps(list(names)),
+        "isnet.config": json.dumps(model.architecture, sort_keys=True),
+        "isnet.class_names": json.dumps(list(model.class_names)),
+        "isnet.palette": json.dumps([list(c) for c in model.palette]),
         "isnet.mean": json.dumps(list(IMAGENET_MEAN_255)),
         "isnet.std": json.dumps(list(IMAGENET_STD_255)),
         "isnet.input": "images: float32 (N, 3, H, W), RGB, (pixel - mean) / std with mean/std in 0-255 units",
@@ -148,9 +147,6 @@ def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
             else "logits: float32 (N, K, h, w) stage-2 logits at feature resolution (resize them to the image)"
         ),
     }
-    palette = getattr(model, "palette", None)
-    if palette:
-        meta["isnet.palette"] = json.dumps([list(c) for c in palette])
     if recipe_name:
         meta["isnet.zoo"] = recipe_name
     return meta

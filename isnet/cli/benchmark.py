@@ -90,7 +90,7 @@ def count_gflop(backbone: str, num_classes: int, size: tuple[int, int], batch: i
     from isnet import ISNet
     from isnet.cli.model_info import custom_flop_formulas
 
-    model = ISNet(backbone, num_classes=num_classes, fast_inference=False).eval()
+    model = ISNet(backbone, num_classes=num_classes).eval()  # the plain modules: the FLOPs of the network
     # torch's counter has no formula for the CPU flash-attention kernel; without this attention counts as 0
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=custom_flop_formulas()) as counter:
         model.predict_logits(torch.randn(batch, 3, *size))
@@ -230,8 +230,9 @@ def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> 
 
 
 def bf16_agreement(backbone: str, num_classes: int, sizes: list[tuple[int, int]]) -> dict[str, float]:
-    """Fraction of pixels whose bf16-autocast argmax equals our fp32 argmax (random weights, randomised BN)."""
-    from isnet import ISNet
+    """Fraction of pixels whose bf16-autocast argmax equals our fp32 argmax (random weights, randomised BN), both
+    through the inference copies that evaluation uses."""
+    from isnet import ISNet, optimize_for_inference
 
     torch.manual_seed(0)
     model = ISNet(backbone, num_classes=num_classes).eval()
@@ -239,13 +240,14 @@ def bf16_agreement(backbone: str, num_classes: int, sizes: list[tuple[int, int]]
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.uniform_(0.5, 1.5)
             m.running_mean.uniform_(-0.1, 0.1)
+    fast_fp32, fast_bf16 = optimize_for_inference(model), optimize_for_inference(model, dtype=torch.bfloat16)
     out = {}
     for size in sizes:
         x = torch.randn(1, 3, *size)
         with torch.inference_mode():
-            fp32 = model.predict_logits(x).argmax(1)
+            fp32 = fast_fp32.predict_logits(x).argmax(1)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                bf16 = model.predict_logits(x).argmax(1)
+                bf16 = fast_bf16.predict_logits(x).argmax(1)
         out[f"{size[0]}x{size[1]}"] = (fp32 == bf16).float().mean().item()
     return out
 

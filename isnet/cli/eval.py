@@ -60,7 +60,7 @@ def inference_settings(cfg: DictConfig) -> InferenceConfig:
 
 
 def compile_setting(cfg: DictConfig) -> bool | dict[str, Any]:
-    """The ``compile`` setting as ``torch.compile`` arguments for :class:`isnet.ISNet` (``false`` = eager)."""
+    """The ``compile`` setting as ``torch.compile`` arguments for :func:`isnet.accel.optimize_for_inference`."""
     value = cfg.get("compile", False)
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else bool(value)
 
@@ -110,7 +110,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(
         model_cfg,
         datamodule,
-        model_config={**network.config, "pretrained": False},
+        model_config={**network.architecture, "pretrained": False},
         lr=float(cfg.model.get("lr") or 0.01),
         inference=OmegaConf.to_container(cfg.model.inference, resolve=True),
         test_inference=settings,

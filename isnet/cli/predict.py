@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 import isnet
 import isnet.hub
+from isnet.accel import InferenceModel, optimize_for_inference
 from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.eval import compile_setting, inference_settings
 from isnet.errors import ConfigError
@@ -67,10 +68,12 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _data_settings(cfg: DictConfig, num_classes: int) -> dict[str, Any]:
-    """Palette, class names, normalisation, test resize and flip pairs of the configured dataset."""
+def _data_settings(cfg: DictConfig, model: InferenceModel) -> dict[str, Any]:
+    """Palette, class names, normalisation, test resize and flip pairs of the configured dataset (without one,
+    the checkpoint's class names and palette)."""
+    num_classes = model.num_classes
     if cfg.get("data") is None:
-        return {"palette": default_palette(num_classes), "class_names": [f"class_{k}" for k in range(num_classes)],
+        return {"palette": model.palette, "class_names": model.class_names,
                 "mean": _MEAN, "std": _STD, "transform": None, "flip_pairs": []}  # fmt: skip
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != num_classes:
@@ -106,8 +109,8 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     # a file, or one of the 12 model-zoo names (downloaded once into torch's hub cache)
     ckpt = str(isnet.hub.resolve_checkpoint(str(cfg.ckpt)))
     device = _device(str(cfg.get("device", "auto")))
-    model = isnet.load_checkpoint(ckpt).to(device).eval().set_compile(compile_setting(cfg))
-    settings = _data_settings(cfg, model.num_classes)
+    model = optimize_for_inference(isnet.load_checkpoint(ckpt).to(device), compile=compile_setting(cfg))
+    settings = _data_settings(cfg, model)
     config = inference_settings(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

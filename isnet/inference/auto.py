@@ -95,18 +95,14 @@ def max_pixels_for_budget(
     return int(budget_bytes) // int(activation_bytes_per_pixel)
 
 
-def _check_max_pixels(max_pixels: int) -> None:
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ValueError(f"max_pixels must be a positive int (batch x height x width), got {max_pixels!r}")
-
-
 def choose_inference_mode(image_shape: Sequence[int], max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """``"whole"`` if the batch's pixel count ``N * H * W`` is within ``max_pixels``, else ``"slide"``.
 
     Raises:
         ValueError: ``max_pixels`` is not a positive int or ``image_shape`` is not ``(N, C, H, W)``.
     """
-    _check_max_pixels(max_pixels)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int (batch x height x width), got {max_pixels!r}")
     if len(image_shape) != 4:
         raise ValueError(f"image_shape must be (N, C, H, W), got {tuple(image_shape)}")
     n, _, h, w = (int(v) for v in image_shape)
@@ -152,7 +148,6 @@ def auto_inference(
         ValueError: a bad ``image``, ``max_pixels``, ``crop_size`` or ``stride`` (checked before any work).
     """
     check_image(image)
-    _check_max_pixels(max_pixels)
     crop = as_pair(crop_size, "crop_size")
     step = as_pair(stride, "stride")
     if choose_inference_mode(image.shape, max_pixels) == "whole":

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from isnet.inference.window import PredictFn, check_image, resize_bilinear, slide_inference, whole_inference
+from isnet.inference.window import PredictFn, check_image, slide_inference, whole_inference
 from isnet.meta.recipes import InferenceConfig
+from isnet.models.layers.resize import resize_bilinear
 
 __all__ = ["ms_flip_inference", "run_inference"]
 

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from isnet.models.layers.resize import resize_bilinear
 from isnet.utils.pairs import as_pair
 
-__all__ = ["PredictFn", "slide_inference", "slide_windows", "whole_inference"]
+__all__ = ["PredictFn", "check_image", "slide_inference", "slide_windows", "whole_inference"]
 
 PredictFn = Callable[[Tensor], Tensor]
 
@@ -43,10 +44,6 @@ def _predict(predict_fn: PredictFn, image: Tensor) -> Tensor:
             f"predict_fn must return (N, K, h, w) logits for an input of shape {tuple(image.shape)}, got {shape}"
         )
     return logits
-
-
-def resize_bilinear(x: Tensor, size: Sequence[int]) -> Tensor:
-    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
 
 
 @torch.inference_mode()

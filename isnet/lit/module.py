@@ -7,8 +7,9 @@ Reproduces ``ssseg/train.py`` and ``ssseg/test.py`` for ISNet:
 * optimiser: plain SGD over **one** parameter group (weight decay on every parameter, BN and biases included,
   no nesterov), learning rate set before every step by the poly rule (:class:`isnet.lit.schedule.PolyLR`)
   over ``T = max_epochs * steps_per_epoch`` steps;
-* evaluation: the stage-2 logits at feature resolution (``ISNet.predict_logits``) are resized straight to the
-  **original** label size by :mod:`isnet.inference` (single-scale whole-image logits by default, the setting
+* evaluation: the stage-2 logits at feature resolution (``predict_logits`` of the fast copy that
+  :func:`isnet.accel.optimize_for_inference` builds at the start of each evaluation epoch) are resized straight
+  to the **original** label size by :mod:`isnet.inference` (single-scale whole-image logits by default, the setting
   used for validation during training) and accumulated into a dataset-level confusion matrix
   (:class:`isnet.metrics.SegmentationIoU`).
 
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MaxMetric
 
+from isnet.accel import InferenceModel, compile_options, optimize_for_inference
 from isnet.errors import ConfigError, DataError
 from isnet.inference import SINGLE_SCALE, InferenceConfig, run_inference
 from isnet.lit.schedule import PolyLR
@@ -79,9 +81,9 @@ class ISNetModule(pl.LightningModule):
         class_names: K class names for per-class results; ``None`` gives ``class_0 ... class_{K-1}``.
         flip_pairs: Class pairs whose channels swap under a horizontal test-time flip (LIP).
         experiment: Name of the recipe (stored with the checkpoint for reference).
-        compile: ``torch.compile`` the network's training forward and eval fast path (``True`` or a dict of
-            ``torch.compile`` arguments); see :class:`isnet.models.ISNet`. Off by default: compiling takes
-            minutes for the zoo backbones and pays off only for long runs.
+        compile: ``torch.compile`` the training forward and the evaluation copy (``True`` or a dict of
+            ``torch.compile`` arguments; see :func:`isnet.accel.optimize_for_inference`). Off by default:
+            compiling takes minutes for the zoo backbones and pays off only for long runs.
     """
 
     def __init__(
@@ -137,9 +139,10 @@ class ISNetModule(pl.LightningModule):
         test_config = self._inference_config("test_inference", test_inference) if test_inference else None
         inference = _as_dict(val_config)
         test_inference = _as_dict(test_config) if test_config is not None else None
+        self.compile_options = compile_options(compile)
         self.save_hyperparameters()
 
-        self.model = ISNet(**model_config, compile=compile)
+        self.model = ISNet.from_config(model_config)
         self.criterion = ISNetLoss(
             ignore_index=ignore_index,
             stage2_weight=loss_weights.get("stage2", 1.0),
@@ -158,6 +161,10 @@ class ISNetModule(pl.LightningModule):
         #: Results of the last ``trainer.test`` on this process: mIoU, aAcc, per-class IoU/Acc and the ``(K, K)``
         #: confusion matrix ``confmat`` (rows = label, columns = prediction).
         self.test_results: dict[str, Any] = {}
+        # kept out of the module tree (not in the state dict, not moved or trained): the compiled training
+        # forward and the fast evaluation copy of the current evaluation epoch
+        self.__dict__["_compiled_train"] = None
+        self.__dict__["_eval_model"] = None
 
     @staticmethod
     def _inference_config(name: str, value: dict[str, Any] | InferenceConfig | None) -> InferenceConfig:
@@ -177,6 +184,10 @@ class ISNetModule(pl.LightningModule):
     # forward / training
     def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
         """Run the network (train mode: dict of logits; eval mode: stage-2 logits at input size)."""
+        if self.model.training and self.compile_options is not None:
+            if self._compiled_train is None:
+                self.__dict__["_compiled_train"] = torch.compile(self.model, **self.compile_options)
+            return self._compiled_train(images)
         return self.model(images)
 
     def on_train_start(self) -> None:
@@ -187,7 +198,7 @@ class ISNetModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One reference iteration: forward in train mode, three CE terms, checked for NaN/inf."""
         images, masks = batch["image"], batch["mask"]
-        outputs = self.model(images)
+        outputs = self(images)
         losses = self.criterion(outputs, masks)
         loss = losses["loss"]
         if not bool(torch.isfinite(loss)):
@@ -261,9 +272,24 @@ class ISNetModule(pl.LightningModule):
             pairs = [(images, masks)]  # one call for the whole batch: all images and labels share a size
         else:
             pairs = [(img.unsqueeze(0), mask.unsqueeze(0)) for img, mask in zip(images, masks, strict=True)]
+        predict = self.eval_model().predict_logits
         for image, mask in pairs:
-            scores = run_inference(self.model.predict_logits, image, mask.shape[-2:], config, self.flip_pairs)
+            scores = run_inference(predict, image, mask.shape[-2:], config, self.flip_pairs)
             metric.update(scores.argmax(dim=1), mask)
+
+    def eval_model(self) -> InferenceModel:
+        """The fast copy of the network for this evaluation epoch, built on its first batch (under the trainer's
+        autocast, whose dtype it takes); the network does not change during an evaluation epoch."""
+        if self._eval_model is None:
+            device = self.device.type
+            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+            self.__dict__["_eval_model"] = optimize_for_inference(self.model, dtype, self.compile_options)
+        return self._eval_model
+
+    def _drop_eval_model(self) -> None:
+        self.__dict__["_eval_model"] = None  # rebuilt from the trained weights at the next evaluation
+
+    on_validation_epoch_start = on_test_epoch_start = _drop_eval_model
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Predict at the original label size and accumulate the confusion matrix."""
@@ -288,6 +314,7 @@ class ISNetModule(pl.LightningModule):
             )
 
     def on_validation_epoch_end(self) -> None:
+        self._drop_eval_model()
         result = self.val_iou.compute()
         self.val_iou.reset()
         if self.trainer.sanity_checking:
@@ -306,6 +333,7 @@ class ISNetModule(pl.LightningModule):
         return "_ms_flip" if (len(config.scales) > 1 or config.flip) else ""
 
     def on_test_epoch_end(self) -> None:
+        self._drop_eval_model()
         result = self.test_iou.compute()
         with self.test_iou.sync_context():  # the global counts on every rank, for the confusion-matrix plot
             confmat = self.test_iou.confmat.detach().cpu().clone()

@@ -3,7 +3,7 @@
 Each case dumps a randomly initialised reference model with ``reference_dump.py`` (run by the reference's
 interpreter), loads the dump through :func:`isnet.from_sssegmentation` and compares, on the dump's input:
 
-- eval mode, plain path (``fast_inference=False``: the reference's operations in its order): every
+- eval mode, plain path (``ISNet`` itself: the reference's operations in its order): every
   intermediate tensor the dump holds (4 backbone stages, head bottleneck, image-level context, stage-1
   logits, semantic-level context, LIP shortcut, stage-2 logits at feature resolution and resized to the
   input), as max abs diffs, plus stage-1 argmax agreement; the logits must agree to 1e-4;
@@ -25,7 +25,6 @@ them for all cases to a JSON file and a markdown table::
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -173,22 +172,26 @@ def load_model(path: Path, dump: dict[str, Any], plain: bool = False) -> nn.Modu
     Args:
         path: the dump file.
         dump: its loaded content (used when the file holds objects ``weights_only`` refuses).
-        plain: run the plain modules in eval mode (``fast_inference=False``): the reference's operations in
-            the reference's order. The default fast path (BN folded into convs, ``channels_last``) changes
-            the rounding, which the network amplifies to about the reference's own ``rounding_sensitivity``.
+        plain: return the plain ISNet (the reference's operations in the reference's order); otherwise the
+            inference copy :func:`isnet.accel.optimize_for_inference` builds (BN folded into convs,
+            ``channels_last``, Winograd), which changes the rounding, which the network amplifies to about the
+            reference's own ``rounding_sensitivity``.
     """
     from isnet import from_sssegmentation
-    from isnet.models import ISNet
 
-    overrides = {}
-    if plain and "fast_inference" in inspect.signature(ISNet).parameters:
-        overrides["fast_inference"] = False
     try:
-        return from_sssegmentation(path, **overrides)
+        model = from_sssegmentation(path)
     except ValueError as err:
         if "refusing to load" not in str(err):
             raise
-        return from_sssegmentation(dump, **overrides)
+        model = from_sssegmentation(dump)
+    if plain:
+        return model
+    try:
+        from isnet.accel import optimize_for_inference
+    except ImportError:  # versions before isnet.accel: the model's default eval path is the fast copy
+        return model
+    return optimize_for_inference(model.eval())
 
 
 def fast_path_tolerance(sensitivity: dict[str, float] | None) -> float:
@@ -289,7 +292,7 @@ def compare_eval(dump_path: Path, plain: bool = True) -> dict[str, Any]:
         low = model.predict_logits(x)
     for h in handles:
         h.remove()
-    # a cached inference copy may have copied the hooks with the modules: keep what predict_logits recorded
+    # keep what predict_logits recorded
     recorded = dict(store)
     with torch.no_grad():
         full = model(x)
@@ -424,7 +427,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         cells.append(_fmt(r["train"]["tensors"].get("logits", {}).get("max_abs")))
         loss_rows.append(f"| {r['case']['name']} | " + " | ".join(cells) + " |")
     return (
-        "Eval mode, plain path (`fast_inference=False`): max abs diff per tensor "
+        "Eval mode, plain path (`ISNet`): max abs diff per tensor "
         f"(tolerance on `logits` and `logits_resized`: {EVAL_ATOL:g}).\n\n"
         + "\n".join(rows)
         + "\n\nEval mode, default path (BatchNorm folded, `channels_last`, Winograd 3x3 convs on the CPU): max abs "

@@ -6,7 +6,7 @@ Needs a checkout of the reference: ``ISNET_REFERENCE_SRC`` names the folder that
 in a subprocess, into a temporary folder shared by the whole module; ``pytest -s`` prints the measured
 diffs of every intermediate tensor, which tells where a mismatch starts.
 
-The plain eval path (``fast_inference=False``) must match to 1e-4, the default eval path (BatchNorm folded,
+The plain eval path (``ISNet``) must match to 1e-4, the inference copy (``optimize_for_inference``: BN folded,
 ``channels_last``) to the reference's own rounding sensitivity, and train-mode losses to 1e-5 relative.
 
 Cases: ResNet-50/101 and ResNeSt-101 on ADE20k (150 classes), ResNet-50 on COCO-Stuff-10k (182) and on LIP

@@ -1,4 +1,4 @@
-"""``torch.compile`` of the training forward and of the eval fast path gives the numbers of the eager model."""
+"""``torch.compile`` of the training forward (ISNetModule) and of the inference copy gives the eager numbers."""
 
 from __future__ import annotations
 
@@ -9,28 +9,32 @@ import pytest
 import torch
 
 from isnet import ISNet
-from isnet.models.segmentor import _compile_options, _with_freezing
+from isnet.accel import optimize_for_inference
+from isnet.accel.optimize import compile_options, with_freezing
+from isnet.lit import ISNetModule
 from tests.unit.test_fusion import _randomise
 
 pytestmark = pytest.mark.slow  # each compile takes 10-60 s on a 2-core CPU
 
 
-def _tiny(**kwargs) -> ISNet:
+_ARCH = dict(backbone="resnet18d", num_classes=5, feats_channels=16, transform_channels=8, dropout=0.0)
+
+
+def _tiny() -> ISNet:
     torch.manual_seed(0)
-    model = ISNet("resnet18d", 5, feats_channels=16, transform_channels=8, dropout=0.0, **kwargs)
+    model = ISNet(**_ARCH)
     _randomise(model)
     return model
 
 
-def test_compiled_eval_fast_path_equals_plain_fp32() -> None:
-    model = _tiny(compile=True).eval()
+def test_compiled_eval_copy_equals_plain_fp32() -> None:
+    model = _tiny().eval()
+    fast = optimize_for_inference(model, compile=True)
     x = torch.randn(2, 3, 48, 64)
     with torch.inference_mode():
-        compiled = model(x)
-        assert isinstance(model._inference_cache[1], torch._dynamo.eval_frame.OptimizedModule)
-        again = model(x)  # the compiled copy is cached
-        model.set_compile(False)
-        model.fast_inference = False
+        compiled = fast(x)
+        assert fast._compiled is not None
+        again = fast(x)  # compiled once
         plain = model(x)
     torch.testing.assert_close(again, compiled, rtol=0, atol=0)
     # freezing prepacks the folded weights; the numbers stay at fp32 rounding
@@ -46,10 +50,12 @@ def test_compiled_training_step_equals_eager() -> None:
     compiled graph must give the eager numbers to ~1e-12.
     """
     eager = _tiny().train().double()
-    compiled = copy.deepcopy(eager).set_compile(True)
+    module = ISNetModule(model_config=dict(_ARCH), num_classes=5, compile=True)
+    module.model = copy.deepcopy(eager)
+    compiled = module.model
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    out_e, out_c = eager(x), compiled(x)
-    assert compiled._compiled_train is not None
+    out_e, out_c = eager(x), module(x)
+    assert module._compiled_train is not None
     assert set(out_e) == set(out_c) == {"stage2", "stage1", "aux"}
     for name in out_e:
         assert (out_c[name] - out_e[name]).abs().max() <= 1e-10 * max(1.0, out_e[name].abs().max().item())
@@ -66,23 +72,23 @@ def test_compiled_training_step_equals_eager() -> None:
     torch.testing.assert_close(
         compiled.head.bottleneck[1].running_mean, eager.head.bottleneck[1].running_mean
     )
-    # a compiled model still deep-copies and pickles (the compiled callables are rebuilt on demand)
+    # the network itself stays a plain module: it pickles, and its checkpoint config has no compile switch
     clone = pickle.loads(pickle.dumps(compiled))
-    assert clone._compiled_train is None and clone.compile_options == {}
+    assert "compile" not in clone.config
 
 
 def test_compile_options_are_checked() -> None:
-    assert _compile_options(False) is None and _compile_options(True) == {}
-    assert _compile_options({"mode": "max-autotune-no-cudagraphs"}) == {"mode": "max-autotune-no-cudagraphs"}
-    with pytest.raises(ValueError, match=r"compile has unknown keys \['modes'\]"):
-        ISNet("resnet18d", 3, compile={"modes": "default"})
-    with pytest.raises(ValueError, match="compile must be true, false or a dict"):
-        ISNet("resnet18d", 3, compile="yes")
+    assert compile_options(False) is None and compile_options(True) == {}
+    assert compile_options({"mode": "max-autotune-no-cudagraphs"}) == {"mode": "max-autotune-no-cudagraphs"}
+    with pytest.raises(ValueError, match="modes"):
+        optimize_for_inference(ISNet("resnet18d", 3), compile={"modes": "default"})
+    with pytest.raises(ValueError, match="yes"):
+        ISNetModule(model_config={"backbone": "resnet18d"}, num_classes=3, compile="yes")
 
 
 def test_eval_copy_gets_freezing_even_with_a_mode() -> None:
-    frozen = _with_freezing({"mode": "max-autotune-no-cudagraphs", "dynamic": False})
+    frozen = with_freezing({"mode": "max-autotune-no-cudagraphs", "dynamic": False})
     assert "mode" not in frozen and frozen["dynamic"] is False
     assert frozen["options"]["freezing"] is True and frozen["options"]["max_autotune"] is True
-    assert _with_freezing({"options": {"freezing": False}})["options"]["freezing"] is False  # the user wins
-    assert _with_freezing({"backend": "eager"}) == {"backend": "eager"}
+    assert with_freezing({"options": {"freezing": False}})["options"]["freezing"] is False  # the user wins
+    assert with_freezing({"backend": "eager"}) == {"backend": "eager"}

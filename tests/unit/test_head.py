@@ -134,3 +134,64 @@ def test_channels_last_and_noncontiguous_inputs_give_same_logits() -> None:
         nc = model(torch.randn(1, 3, 48, 40).transpose(2, 3).copy_(x))
     assert (base - cl).abs().max() <= 1e-5
     assert (base - nc).abs().max() <= 1e-5
+
+
+def test_models_package_does_not_import_accel() -> None:
+    """isnet.models holds the plain network: no module of it imports the inference machinery."""
+    import ast
+    from pathlib import Path
+
+    import isnet.models
+
+    for path in Path(isnet.models.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("isnet.accel") for n in names), path
+
+
+def test_declared_metadata_and_old_configs() -> None:
+    model = ISNet("resnet18d", 3, feats_channels=16, transform_channels=8)
+    assert model.class_names == ["class_0", "class_1", "class_2"] and len(model.palette) == 3
+    assert model.meta == {}
+    named = ISNet(
+        **{**model.config, "class_names": ["a", "b", "c"], "palette": [[1, 2, 3]] * 3, "meta": {"x": 1}}
+    )
+    assert (named.class_names, named.palette, named.meta) == (["a", "b", "c"], [(1, 2, 3)] * 3, {"x": 1})
+    assert named.config["class_names"] == ["a", "b", "c"] and named.config["meta"] == {"x": 1}
+    # configs written before isnet.accel carried the inference switches
+    old = {
+        **model.architecture,
+        "fast_inference": True,
+        "winograd": False,
+        "compile": False,
+        "pretrained": False,
+    }
+    assert ISNet.from_config(old).config == model.config
+    with pytest.raises(ValueError, match="class_names"):
+        ISNet("resnet18d", 3, class_names=["a", "b"])
+
+
+def test_non_finite_input_is_refused_with_the_count() -> None:
+    model = ISNet("resnet18d", 3, feats_channels=16, transform_channels=8)
+    x = torch.randn(2, 3, 16, 16)
+    x[1, 0, :2, :3] = float("nan")
+    for entry in (model.train(), model.eval(), model.predict_logits):
+        with pytest.raises(ValueError, match=r"\b6\b"):
+            entry(x)
+    # not inside a trace: the check belongs to the eager entry points
+    traced = torch.jit.trace(model.eval(), torch.randn(1, 3, 16, 16), check_trace=False)
+    assert torch.isnan(traced(x)).any()
+
+
+def test_checkpoint_carries_class_names_palette_and_meta(tmp_path) -> None:
+    import isnet
+
+    model = ISNet("resnet18d", 3, feats_channels=16, transform_channels=8, class_names=["a", "b", "c"],
+                  palette=[(1, 2, 3), (4, 5, 6), (7, 8, 9)], meta={"run": "x"})  # fmt: skip
+    loaded = isnet.load_checkpoint(isnet.save_checkpoint(model, tmp_path / "m.pt"))
+    assert (loaded.class_names, loaded.palette, loaded.meta) == (
+        model.class_names,
+        model.palette,
+        {"run": "x"},
+    )

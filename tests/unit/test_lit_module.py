@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from isnet.accel import optimize_for_inference
 from isnet.data import SyntheticDataModule, seg_collate
 from isnet.lit import ISNetModule, steps_per_epoch
 
@@ -103,7 +104,7 @@ def test_validation_scores_at_original_label_size() -> None:
     mask[:, :5] = 255
     with torch.inference_mode():
         module.validation_step({"image": image, "mask": mask, "name": ["x"]}, 0)
-        logits = F.interpolate(module.model.predict_logits(image), size=(75, 101), mode="bilinear",
+        logits = F.interpolate(optimize_for_inference(module.model).predict_logits(image), size=(75, 101), mode="bilinear",
                                align_corners=False)  # fmt: skip
     expected = confmat_numpy(logits.argmax(1).numpy(), mask.numpy(), NUM_CLASSES)
     np.testing.assert_array_equal(module.val_iou.confmat.numpy(), expected)
@@ -160,7 +161,7 @@ def test_test_results_per_class_and_unlabelled_split() -> None:
     module.eval()
     with torch.inference_mode():
         for sample in FixedDataset(masks):
-            logits = F.interpolate(module.model.predict_logits(sample["image"][None]), size=(45, 45),
+            logits = F.interpolate(optimize_for_inference(module.model).predict_logits(sample["image"][None]), size=(45, 45),
                                    mode="bilinear", align_corners=False)  # fmt: skip
             total += confmat_numpy(logits.argmax(1)[0].numpy(), sample["mask"].numpy(), NUM_CLASSES)
     inter = np.diag(total)
@@ -231,9 +232,9 @@ def test_compile_setting_reaches_the_network_but_not_its_checkpoint_config() -> 
     from isnet.cli import CONFIG_DIR
 
     module = make_module(num_classes=4, compile={"dynamic": False})
-    assert module.model.compile_options == {"dynamic": False}
+    assert module.compile_options == {"dynamic": False}
     assert "compile" not in module.model.config  # a checkpoint rebuilds an eager network
-    assert make_module(num_classes=4).model.compile_options is None
+    assert make_module(num_classes=4).compile_options is None
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=demo", "model.compile=true"])
     assert cfg.model.compile is True

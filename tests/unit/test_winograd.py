@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isnet.models.layers.winograd import WinogradConv2d, winograd_weight
+from isnet.accel.winograd import WinogradConv2d, winograd_weight
 
 # fp32: max |winograd - conv_fp64| / max |conv_fp64|. With these few channels the direct fp32 conv is ~1e-7 off;
 # 1e-5 (~100 ulp) leaves room for the extra additions of the transforms and fails on any indexing mistake.
@@ -89,9 +89,9 @@ def test_winograd_weight_is_g_g_gt() -> None:
             torch.testing.assert_close(u[:, c, o].reshape(4, 4), expected, rtol=0, atol=1e-15)
 
 
-def test_from_conv_state_dict_and_weight_updates() -> None:
+def test_state_dict_and_weight_updates() -> None:
     conv = _conv(3, 4, 2, bias=True)
-    wino = WinogradConv2d.from_conv(conv)
+    wino = WinogradConv2d(conv)
     assert set(wino.state_dict()) == set(conv.state_dict()) == {"weight", "bias"}
     assert not any(p.requires_grad for p in wino.parameters())
     x = torch.randn(1, 3, 10, 10)

@@ -42,7 +42,7 @@ class ClassifierConv2d(nn.Conv2d):
     Under bf16 autocast a convolution returns bf16, and logits rounded to 8 mantissa bits turn near-ties of the
     top two classes into argmax flips: on R-50-D8 with random weights at 512x512, 0.7 % of the pixels changed
     class against fp32, and 0.2 % with the classifiers in fp32 (docs/benchmarks.md). A classifier costs well
-    under 1 % of the network's FLOPs. :func:`isnet.models.fusion.make_inference_copy` leaves its weights in fp32.
+    under 1 % of the network's FLOPs. :func:`isnet.accel.optimize_for_inference` leaves its weights in fp32.
     Same parameters and state-dict keys as ``nn.Conv2d``.
     """
 

@@ -155,7 +155,8 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, band_tiles: int | None = None) -> None:
         super().__init__()
-        _check_conv(conv)
+        if reason := unsupported_setting(conv):
+            raise ValueError(reason)
         if band_tiles is None:
             band_tiles = max(128, 32768 // conv.in_channels)
         if band_tiles < 1:
@@ -171,11 +172,6 @@ class WinogradConv2d(nn.Module):
         self._weight_version = self._version_of_weight()
         a_t = torch.tensor(_AT, dtype=self.weight.dtype, device=self.weight.device)
         self.register_buffer("a2", torch.kron(a_t, a_t), persistent=False)
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d, band_tiles: int | None = None) -> WinogradConv2d:
-        """Build from an existing conv (same as the constructor)."""
-        return cls(conv, band_tiles=band_tiles)
 
     def extra_repr(self) -> str:
         return (
@@ -271,10 +267,3 @@ def unsupported_setting(conv: nn.Module) -> str | None:
         if not ok:
             return f"WinogradConv2d supports conv {name} {allowed} only, got {name}={value!r}"
     return None
-
-
-def _check_conv(conv: nn.Module) -> None:
-    """Raise ``ValueError`` naming the first setting of ``conv`` that Winograd F(2x2, 3x3) does not cover."""
-    reason = unsupported_setting(conv)
-    if reason is not None:
-        raise ValueError(reason)
