@@ -256,7 +256,8 @@ def bench_data(repeats: int) -> dict[str, float]:
     """Train-pipeline images/s in this process (one worker's worth) on stand-in images of each dataset's size."""
     import cv2
 
-    from isnet.data.transforms import TRAIN_SETTINGS, build_train_transforms
+    from isnet.data.transforms import build_train_transforms
+    from isnet.meta import dataset_info
 
     cv2.setNumThreads(1)
     rng = np.random.default_rng(0)
@@ -264,7 +265,7 @@ def bench_data(repeats: int) -> dict[str, float]:
               "lip": (400, 260, 20)}  # fmt: skip
     result = {}
     for name, (h, w, k) in shapes.items():
-        pipeline = build_train_transforms(**TRAIN_SETTINGS[name])
+        pipeline = build_train_transforms(**dataset_info(name).train_pipeline)
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         mask = (np.arange(h)[:, None] // 37 * 7 + np.arange(w)[None] // 53).astype(np.uint8) % k
         stats = time_fn(lambda p=pipeline, i=image, m=mask: p(image=i, mask=m), repeats * 5)

@@ -20,6 +20,7 @@ from isnet.checkpoint import save_checkpoint
 from isnet.cli import one_line_errors
 from isnet.convert import from_sssegmentation
 from isnet.errors import ConfigError
+from isnet.meta import recipe
 
 __all__ = ["convert", "main"]
 
@@ -37,9 +38,9 @@ def convert(src: str | Path, dst: str | Path, force: bool = False) -> Path:
     if src.resolve() == dst.resolve():
         raise ConfigError(f"source and destination are the same file: {src}")
     model = from_sssegmentation(src)
-    entry = getattr(model, "zoo_entry", None)
     meta = {"converted_from": str(src.name), "source_format": "sssegmentation"}
-    if entry is not None:
+    if "recipe" in model.meta:
+        entry = recipe(model.meta["recipe"])
         meta.update(
             experiment=entry.experiment,
             dataset=entry.dataset,

@@ -29,14 +29,13 @@ from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.eval import compile_setting, inference_settings
 from isnet.errors import ConfigError
 from isnet.inference import run_inference
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.utils.io import write_json
 from isnet.viz import colorize, default_palette, overlay, save_image
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "main", "predict"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_MEAN = (123.675, 116.28, 103.53)
-_STD = (58.395, 57.12, 57.375)
 
 
 def list_images(spec: str) -> list[Path]:
@@ -74,7 +73,7 @@ def _data_settings(cfg: DictConfig, model: InferenceModel) -> dict[str, Any]:
     num_classes = model.num_classes
     if cfg.get("data") is None:
         return {"palette": model.palette, "class_names": model.class_names,
-                "mean": _MEAN, "std": _STD, "transform": None, "flip_pairs": []}  # fmt: skip
+                "mean": IMAGENET_MEAN_255, "std": IMAGENET_STD_255, "transform": None, "flip_pairs": []}  # fmt: skip
     datamodule = hydra.utils.instantiate(cfg.data)
     if datamodule.num_classes != num_classes:
         raise ConfigError(

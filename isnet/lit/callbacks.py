@@ -15,6 +15,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from isnet.errors import ConfigError
 from isnet.inference import run_inference
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.utils.io import write_json
 from isnet.viz import default_palette, denormalize, plot_curves, prediction_panel, save_image
 
@@ -254,8 +255,8 @@ class PredictionOverlays(pl.Callback):
             getattr(pl_module, "class_names", None) or [f"class_{k}" for k in range(num_classes)]
         )
         ignore_index = int(getattr(pl_module.hparams, "ignore_index", 255))
-        mean = getattr(datamodule, "mean", (123.675, 116.28, 103.53))
-        std = getattr(datamodule, "std", (58.395, 57.12, 57.375))
+        mean = getattr(datamodule, "mean", IMAGENET_MEAN_255)
+        std = getattr(datamodule, "std", IMAGENET_STD_255)
         config = pl_module.test_inference_config if attr == "test_dataset" else pl_module.inference_config
         was_training = pl_module.training
         pl_module.eval()
