@@ -63,12 +63,7 @@ def with_freezing(options: dict[str, Any]) -> dict[str, Any]:
 def _fingerprint(model: ISNet) -> tuple[object, ...]:
     # in-place updates (optimiser steps, load_state_dict, BN statistics) bump the version counters; .to() and a
     # replaced module do not, so the tensors' identity, device and dtype are part of it
-    tensors = [
-        *model.backbone.parameters(),
-        *model.head.parameters(),
-        *model.backbone.buffers(),
-        *model.head.buffers(),
-    ]
+    tensors = [*model.parameters(), *model.buffers()]
     versions = tuple((id(t), 0 if t.is_inference() else t._version) for t in tensors)
     return (str(tensors[0].device), tensors[0].dtype, versions)
 
