@@ -27,14 +27,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from isnet.data import FolderDataModule
-from isnet.data.datasets.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SegFileDataset,
-    SegSample,
-    read_image,
-    read_label,
-)
+from isnet.data.datasets.base import SegFileDataset, SegSample, read_image, read_label
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 
 FUZZ = settings(
     deadline=None,
@@ -379,7 +373,9 @@ def test_folder_dataset_reads_or_rejects(case: dict) -> None:
         assert val["image"].dtype == torch.float32 and tuple(val["image"].shape) == (3, th, tw)
         # De-normalised, the test image is the resized RGB image (channel order and values).
         resized = cv2.resize(rgb, (tw, th), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        restored = val["image"].numpy().transpose(1, 2, 0) * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
+        restored = val["image"].numpy().transpose(1, 2, 0) * np.array(IMAGENET_STD_255) + np.array(
+            IMAGENET_MEAN_255
+        )
         assert np.abs(restored - resized).max() < 0.01
 
         train = dm.train_dataset[0]

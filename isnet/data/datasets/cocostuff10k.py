@@ -32,8 +32,6 @@ class COCOStuff10kDataModule(FileSegDataModule, dataset="cocostuff10k"):
 
     Args:
         root: Folder holding ``images/``, ``annotations/`` and ``imageLists/``.
-        crop_size: Train crop, reference (512, 512).
-        batch_size: GLOBAL batch, reference 16.
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 

@@ -17,9 +17,6 @@ from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample
 from isnet.data.datasets.listing import list_pairs, read_id_list
 from isnet.errors import ConfigError
-from isnet.meta import dataset_info
-
-INFO = dataset_info("lip")
 
 __all__ = ["LIPDataModule", "find_lip_dirs"]
 
@@ -72,35 +69,16 @@ class LIPDataModule(FileSegDataModule, dataset="lip"):
     Args:
         root: Folder with the official or the flat layout.
         layout: "auto", "official" or "flat".
-        crop_size: Train crop, reference (473, 473).
-        batch_size: GLOBAL batch, reference 32 (R-50/R-101) or 40 (S-101).
-        ratio_range: Square-resize jitter, reference (0.75, 1.25).
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
     layout = _LAYOUT
     prepare_script = "scripts/prepare_lip.py"
 
-    def __init__(
-        self,
-        root: str | Path,
-        layout: str = "auto",
-        crop_size: Any = INFO.train_pipeline["crop_size"],
-        batch_size: int = INFO.batch_size,
-        ratio_range: Any = INFO.train_pipeline["ratio_range"],
-        test_keep_ratio: bool = INFO.test_pipeline["keep_ratio"],
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, root: str | Path, layout: str = "auto", **kwargs: Any) -> None:
         if layout not in _LAYOUTS:
             raise ConfigError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
-        super().__init__(
-            root=root,
-            crop_size=crop_size,
-            batch_size=batch_size,
-            ratio_range=ratio_range,
-            test_keep_ratio=test_keep_ratio,
-            **kwargs,
-        )
+        super().__init__(root=root, **kwargs)
         self.layout_kind = layout
 
     def list_samples(self, split: str) -> list[SegSample]:

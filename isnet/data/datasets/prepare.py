@@ -81,12 +81,8 @@ def unzip_requested(args: argparse.Namespace) -> PrepareReport:
 
 def progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
     """Iterate with a rich progress bar on stderr."""
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
+    description_column = TextColumn("[progress.description]{task.description}")
+    columns = (description_column, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
@@ -100,9 +96,7 @@ def extract_zip(
     force: bool = False,
     rename: Callable[[str], str | None] | None = None,
 ) -> PrepareReport:
-    """Unpack ``zip_path`` into ``dest`` without replacing differing files unless ``force``.
-
-    A file that already exists with the member's size counts as unchanged (so re-running is cheap).
+    """Unpack ``zip_path`` into ``dest``; an existing file of the member's size counts as unchanged.
 
     Args:
         zip_path: The archive.
@@ -110,15 +104,9 @@ def extract_zip(
         force: Overwrite existing files whose size differs.
         rename: Maps a member name to its output path relative to ``dest`` (``None`` skips the member).
 
-    Returns:
-        What was written, left alone and kept.
-
     Raises:
-        FileNotFoundError: The archive does not exist.
-        ValueError: A member would be written outside ``dest``.
+        DataError: A member would be written outside ``dest``.
     """
-    if not zip_path.is_file():
-        raise FileNotFoundError(f"Archive not found: {zip_path}")
     report = PrepareReport()
     dest = dest.resolve()
     with zipfile.ZipFile(zip_path) as zf:

@@ -15,10 +15,7 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from isnet.errors import ConfigError
 from isnet.utils.pairs import as_pair
-
-from .checks import check_label
 
 __all__ = ["CatMaxRatioCrop", "crop_is_accepted", "select_crop"]
 
@@ -103,12 +100,8 @@ class CatMaxRatioCrop(A.DualTransform):
     ) -> None:
         super().__init__(p=p)
         self.crop_size = as_pair(crop_size, "crop_size")
-        if isinstance(cat_max_ratio, bool) or not (
-            isinstance(cat_max_ratio, int | float) and 0 < cat_max_ratio <= 1
-        ):
-            raise ConfigError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
-        self.cat_max_ratio = float(cat_max_ratio)
-        self.ignore_index = check_label("ignore_index", ignore_index)
+        self.cat_max_ratio = cat_max_ratio
+        self.ignore_index = ignore_index
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """Run the retry loop on the mask; ``window=None`` means "leave uncropped"."""

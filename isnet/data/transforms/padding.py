@@ -24,8 +24,6 @@ import numpy as np
 
 from isnet.utils.pairs import as_pair
 
-from .checks import check_label
-
 __all__ = ["CenterPad", "center_pad"]
 
 
@@ -68,8 +66,8 @@ class CenterPad(A.DualTransform):
     ) -> None:
         super().__init__(p=p)
         self.size = as_pair(size, "size")
-        self.image_fill = float(image_fill)
-        self.ignore_index = check_label("ignore_index", ignore_index)
+        self.image_fill = image_fill
+        self.ignore_index = ignore_index
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
         """Pad the image with ``image_fill``."""

@@ -26,10 +26,6 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from isnet.errors import ConfigError
-
-from .checks import check_range
-
 __all__ = ["PhotoMetricDistortion", "convert"]
 
 
@@ -63,20 +59,10 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
-        if isinstance(brightness_delta, bool) or not (
-            isinstance(brightness_delta, int | float) and brightness_delta >= 0
-        ):
-            raise ConfigError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
-        if (
-            isinstance(hue_delta, bool)
-            or not isinstance(hue_delta, (int, np.integer))
-            or not 0 < hue_delta <= 90
-        ):
-            raise ConfigError(f"hue_delta must be an int in [1, 90] (OpenCV hue units), got {hue_delta!r}")
-        self.brightness_delta = float(brightness_delta)
-        self.contrast_range = check_range("contrast_range", contrast_range)
-        self.saturation_range = check_range("saturation_range", saturation_range)
-        self.hue_delta = int(hue_delta)
+        self.brightness_delta = brightness_delta
+        self.contrast_range = contrast_range
+        self.saturation_range = saturation_range
+        self.hue_delta = hue_delta
 
     def _coin(self) -> bool:
         # np.random.randint(2) in the reference: apply when it draws 1.

@@ -14,10 +14,6 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from isnet.errors import ConfigError
-
-from .checks import check_label
-
 __all__ = ["RandomRotation"]
 
 
@@ -33,11 +29,9 @@ class RandomRotation(A.DualTransform):
 
     def __init__(self, max_angle: int = 30, image_fill: float = 0.0, ignore_index: int = 255, p: float = 0.6):
         super().__init__(p=p)
-        if isinstance(max_angle, bool) or not isinstance(max_angle, (int, np.integer)) or max_angle <= 0:
-            raise ConfigError(f"max_angle must be a positive int (degrees), got {max_angle!r}")
-        self.max_angle = int(max_angle)
-        self.image_fill = float(image_fill)
-        self.ignore_index = check_label("ignore_index", ignore_index)
+        self.max_angle = max_angle
+        self.image_fill = image_fill
+        self.ignore_index = ignore_index
 
     def get_params(self) -> dict[str, Any]:
         """Draw the angle in ``-max_angle .. max_angle - 1``."""
