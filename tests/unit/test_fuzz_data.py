@@ -28,7 +28,8 @@ from PIL import Image, ImageOps
 
 from isnet.data import FolderDataModule
 from isnet.data.datasets.base import SegFileDataset, SegSample, read_image, read_label
-from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
+from isnet.meta import IMAGENET_MEAN_255 as IMAGENET_MEAN
+from isnet.meta import IMAGENET_STD_255 as IMAGENET_STD
 
 FUZZ = settings(
     deadline=None,
@@ -373,9 +374,7 @@ def test_folder_dataset_reads_or_rejects(case: dict) -> None:
         assert val["image"].dtype == torch.float32 and tuple(val["image"].shape) == (3, th, tw)
         # De-normalised, the test image is the resized RGB image (channel order and values).
         resized = cv2.resize(rgb, (tw, th), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        restored = val["image"].numpy().transpose(1, 2, 0) * np.array(IMAGENET_STD_255) + np.array(
-            IMAGENET_MEAN_255
-        )
+        restored = val["image"].numpy().transpose(1, 2, 0) * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
         assert np.abs(restored - resized).max() < 0.01
 
         train = dm.train_dataset[0]
