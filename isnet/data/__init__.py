@@ -45,15 +45,7 @@ DATAMODULES: dict[str, type[SegDataModule]] = {
 
 
 def build_datamodule(name: str, **kwargs: Any) -> SegDataModule:
-    """Build a DataModule by dataset name.
-
-    Args:
-        name: One of :data:`DATAMODULES` (``ade20k``, ``cityscapes``, ``cocostuff10k``, ``folder``,
-            ``lip``, ``synthetic``).
-        **kwargs: Constructor arguments of that DataModule.
-
-    Returns:
-        The DataModule.
+    """Build the DataModule of dataset ``name`` (a key of :data:`DATAMODULES`) with ``kwargs``.
 
     Raises:
         ValueError: Unknown ``name`` (the message lists the choices).

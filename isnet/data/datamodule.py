@@ -172,8 +172,6 @@ class SegDataModule(pl.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    # ----------------------------------------------------------------------------------------------
-    # transforms
     def build_train_transform(self) -> Any:
         """Albumentations train pipeline with this dataset's settings (see ``isnet.data.transforms``)."""
         return build_train_transforms(
@@ -195,8 +193,6 @@ class SegDataModule(pl.LightningDataModule):
             scale=self.test_scale, keep_ratio=self.test_keep_ratio, mean=self.mean, std=self.std
         )
 
-    # ----------------------------------------------------------------------------------------------
-    # datasets
     def make_dataset(self, split: str, train: bool) -> Dataset:
         """Build the dataset of ``split``; ``train`` selects the joint train transforms."""
         raise NotImplementedError
@@ -211,11 +207,7 @@ class SegDataModule(pl.LightningDataModule):
         return 1, 0
 
     def setup(self, stage: str | None = None) -> None:
-        """Split the global batch over ranks and build the datasets the stage needs.
-
-        Raises:
-            ValueError: ``batch_size`` is not divisible by the world size, or a split is empty.
-        """
+        """Split the global batch over ranks (it must divide) and build the datasets the stage needs."""
         world_size, _ = self._world()
         if self.batch_size % world_size != 0:
             raise ConfigError(
@@ -230,8 +222,6 @@ class SegDataModule(pl.LightningDataModule):
         if stage in ("test", "predict", None) and self.test_dataset is None:
             self.test_dataset = self.make_dataset(self.test_split, train=False)
 
-    # ----------------------------------------------------------------------------------------------
-    # loaders
     def _loader(self, attr: str, stage: str, train: bool) -> DataLoader:
         if getattr(self, attr) is None:
             self.setup(stage)
@@ -281,14 +271,12 @@ class SegDataModule(pl.LightningDataModule):
 class FileSegDataModule(SegDataModule):
     """Base for datasets stored as image/label files under ``root``.
 
-    Subclasses implement :meth:`list_samples` and may set ``lut`` (raw id -> train id) and
-    ``label_reader``.
+    Subclasses implement :meth:`list_samples` and may set ``lut`` (raw id -> train id) and ``label_reader``.
 
     Args:
         root: Dataset folder.
-        train_split: Split used for training.
-        val_split: Split used for validation during training.
-        test_split: Split used by ``trainer.test`` (the reference's eval split).
+        train_split, val_split, test_split: Splits of training, validation and ``trainer.test`` (the
+            reference's eval split); ``None`` = dataset default.
         check_labels: Check every label's values after mapping (cheap; recommended).
         **kwargs: :class:`SegDataModule` arguments.
     """
@@ -344,11 +332,7 @@ class FileSegDataModule(SegDataModule):
                 raise self.missing(f"split {split!r} folder {folder}" if split else f"folder {folder}")
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
-        """Build a :class:`SegFileDataset` over the split's files with the train or eval transforms.
-
-        Raises:
-            DataError: The split has no samples.
-        """
+        """A :class:`SegFileDataset` over the split's files (a ``DataError`` if there are none)."""
         samples = self.list_samples(split)
         if not samples:
             raise DataError(f"{self.name}: split {split!r} is empty; {self.expected_layout()}")

@@ -21,15 +21,14 @@ class DistributedEvalSampler(DistributedSampler):
     """Split a dataset across ranks without padding or shuffling.
 
     It subclasses ``DistributedSampler`` only so that Lightning (``use_distributed_sampler=True``) keeps it
-    instead of injecting a padding sampler; :class:`isnet.data.SegDataModule` builds its evaluation loaders
-    with it under DDP. Because ranks may run a different number of steps, nothing in the
+    instead of injecting a padding sampler. Because ranks may run a different number of steps, nothing in the
     evaluation step may call a collective (e.g. ``self.log(..., sync_dist=True)`` per step); metric states
     are synchronised once, in ``compute()``.
 
     Args:
         dataset: Any sized dataset.
-        num_replicas: World size; read from ``torch.distributed`` when ``None`` (1 if not initialised).
-        rank: This process's rank; read from ``torch.distributed`` when ``None`` (0 if not initialised).
+        num_replicas, rank: World size and this process's rank; ``None``: from ``torch.distributed`` (1 and 0
+            if it is not initialised).
     """
 
     def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None) -> None:
@@ -60,5 +59,4 @@ class DistributedEvalSampler(DistributedSampler):
         return self.num_samples
 
     def set_epoch(self, epoch: int) -> None:
-        """Record the epoch (kept for the sampler protocol; the order never changes)."""
-        self.epoch = epoch
+        self.epoch = epoch  # the sampler protocol; the order never changes

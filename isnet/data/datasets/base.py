@@ -73,8 +73,7 @@ def read_image(path: str | Path) -> np.ndarray:
         Array of shape (H, W, 3), dtype uint8, RGB.
 
     Raises:
-        FileNotFoundError: The file does not exist.
-        OSError: The file is empty, truncated or not a decodable image.
+        FileNotFoundError, OSError (empty, truncated or not a decodable image).
     """
     path = Path(path)
     if not path.is_file():
@@ -97,17 +96,11 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
     ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``. ``.mat`` files (COCO-Stuff-10k) are read with
     ``scipy.io.loadmat(path)[mat_key]``.
 
-    Args:
-        path: Label file (``.png`` or ``.mat``).
-        mat_key: Variable name inside a ``.mat`` file.
-
     Returns:
         Integer array of shape (H, W).
 
     Raises:
-        FileNotFoundError: The file does not exist.
-        OSError: The file cannot be decoded.
-        ValueError: The label is not single-channel or the ``.mat`` key is missing.
+        FileNotFoundError, OSError (cannot be decoded), DataError (not single-channel, no ``mat_key``).
     """
     path = Path(path)
     if not path.is_file():
@@ -145,16 +138,10 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
 
 
 def build_lut(mapping: dict[int, int] | None, identity: bool = True) -> np.ndarray:
-    """Build a 256-entry id -> train-id lookup table.
+    """Build a 256-entry int16 id -> train-id table from ``mapping`` (255 = ignore).
 
-    Args:
-        mapping: Raw id -> train id (255 = ignore). Ids not in ``mapping`` keep their value when
-            ``identity`` is true, otherwise they map to -1 (reported as invalid by the check).
-        identity: Whether unmapped ids keep their raw value (the reference leaves them unchanged and then
-            its range assertion fires for the out-of-range ones).
-
-    Returns:
-        int16 array of shape (256,).
+    Unmapped ids keep their value when ``identity`` is true (the reference leaves them unchanged, then its
+    range assertion fires for the out-of-range ones), else map to -1 (reported as invalid by the check).
     """
     lut = np.arange(256, dtype=np.int16) if identity else np.full(256, -1, dtype=np.int16)
     for raw, train_id in (mapping or {}).items():

@@ -66,22 +66,17 @@ class CityscapesDataModule(FileSegDataModule, dataset="cityscapes"):
             return _TRAINID_LUT
         return self.lut
 
-    def _image_ids(self, split: str, image_dir: Path) -> tuple[list[str], Path | None]:
-        list_file = self.root / f"{split}.txt"
-        ids = read_id_list(list_file)
-        if ids is None:
-            ids = sorted(
-                str(p.relative_to(image_dir))[: -len(".png")] for p in image_dir.glob("*/*_leftImg8bit.png")
-            )
-            return ids, None
-        return [i[: -len(".png")] if i.endswith(".png") else i for i in ids], list_file
-
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split``, choosing labelTrainIds or labelIds files (and the matching table)."""
         image_dir = self.root / "leftImg8bit" / split
         label_dir = self.root / "gtFine" / split
         self.require(image_dir, label_dir, split=split)
-        ids, list_file = self._image_ids(split, image_dir)
+        list_file: Path | None = self.root / f"{split}.txt"
+        ids = read_id_list(list_file)
+        if ids is None:
+            list_file, found = None, image_dir.glob("*/*_leftImg8bit.png")
+            ids = sorted(str(p.relative_to(image_dir)).removesuffix(".png") for p in found)
+        ids = [i.removesuffix(".png") for i in ids]
         label_type = self.label_type
         if label_type == "auto":
             has_train_ids = all(

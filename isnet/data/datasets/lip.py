@@ -30,36 +30,19 @@ _LAYOUT = (
 
 
 def find_lip_dirs(root: Path, split: str, layout: str = "auto") -> tuple[Path, Path, Path | None] | None:
-    """Locate the image folder, label folder and id list of ``split``; ``None`` if not found.
-
-    Args:
-        root: Dataset folder.
-        split: "train" or "val".
-        layout: "official", "flat" or "auto" (official first, then flat).
-
-    Returns:
-        ``(image_dir, label_dir, list_file or None)``.
-    """
+    """Locate ``(image_dir, label_dir, id list or None)`` of ``split`` ("train" or "val") in ``layout``
+    ("official", "flat" or "auto": official first, then flat); ``None`` if not found."""
+    official, annotations = root / "TrainVal_images", root / "TrainVal_parsing_annotations"
     candidates = []
     if layout in ("auto", "official"):
-        ann = root / "TrainVal_parsing_annotations"
-        for label_dir in (ann / f"{split}_segmentations", ann / ann.name / f"{split}_segmentations"):
-            candidates.append(
-                (
-                    root / "TrainVal_images" / f"{split}_images",
-                    label_dir,
-                    root / "TrainVal_images" / f"{split}_id.txt",
-                )
-            )
+        candidates += [(official, annotations), (official, annotations / annotations.name)]
     if layout in ("auto", "flat"):
-        candidates.append(
-            (root / f"{split}_images", root / f"{split}_segmentations", root / f"{split}_id.txt")
-        )
-    for image_dir, label_dir, list_file in candidates:
+        candidates.append((root, root))
+    for image_root, label_root in candidates:
+        image_dir, label_dir = image_root / f"{split}_images", label_root / f"{split}_segmentations"
         if image_dir.is_dir() and label_dir.is_dir():
-            if not list_file.is_file() and (root / f"{split}_id.txt").is_file():
-                list_file = root / f"{split}_id.txt"
-            return image_dir, label_dir, list_file if list_file.is_file() else None
+            lists = [p for p in (image_root / f"{split}_id.txt", root / f"{split}_id.txt") if p.is_file()]
+            return image_dir, label_dir, lists[0] if lists else None
     return None
 
 

@@ -31,7 +31,6 @@ __all__ = [
     "unzip_requested",
     "write_id_list",
     "write_label_png",
-    "write_text",
 ]
 
 T = TypeVar("T")
@@ -62,12 +61,10 @@ class PrepareReport:
         return text
 
 
-def prepare_parser(
-    doc: str | None, root: str, root_help: str = "output / dataset folder", archive: str | None = None
-) -> argparse.ArgumentParser:
+def prepare_parser(doc: str | None, root: str, archive: str | None = None) -> argparse.ArgumentParser:
     """The options of the prepare scripts: ``--root``, ``--force`` and, given the ``archive`` name, ``--zip``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path(root), help=root_help)
+    parser.add_argument("--root", type=Path, default=Path(root), help="output / dataset folder")
     parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
     if archive is not None:
         parser.add_argument("--zip", type=Path, default=None, help=f"{archive} (skip if already unzipped)")
@@ -150,14 +147,10 @@ def _write_once(
     return report
 
 
-def write_text(path: Path, text: str, force: bool = False) -> PrepareReport:
-    """Write ``text`` unless the file already holds it; keep a differing file unless ``force``."""
-    return _write_once(path, lambda p: p.read_text() == text, lambda p: p.write_text(text), force)
-
-
 def write_id_list(path: Path, ids: Sequence[str], force: bool = False) -> PrepareReport:
     """Write a split list, one id per line (what ``isnet.data.datasets.listing.read_id_list`` reads)."""
-    return write_text(path, "".join(f"{i}\n" for i in ids), force)
+    text = "".join(f"{i}\n" for i in ids)
+    return _write_once(path, lambda p: p.read_text() == text, lambda p: p.write_text(text), force)
 
 
 def write_label_png(path: Path, label: np.ndarray, force: bool = False) -> PrepareReport:

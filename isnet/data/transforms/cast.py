@@ -20,11 +20,9 @@ class MaskToInt64(A.DualTransform):
         super().__init__(p=p)
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        """Return the image unchanged."""
         return img
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        """Return the mask as int64."""
         return mask.astype(np.int64, copy=False)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

@@ -35,12 +35,8 @@ def _valid_counts(window: np.ndarray, ignore_index: int) -> np.ndarray:
 
 
 def crop_is_accepted(counts: np.ndarray, cat_max_ratio: float) -> bool:
-    """The reference's acceptance rule: > 1 label and ``max(count) / sum(count) < cat_max_ratio``.
-
-    Args:
-        counts: Pixel counts of the non-ignore labels in the window.
-        cat_max_ratio: The largest allowed share of one label.
-    """
+    """The reference's rule for the pixel ``counts`` of a window's non-ignore labels: > 1 label and
+    ``max(count) / sum(count) < cat_max_ratio``."""
     return bool(counts.size > 1 and counts.max() / counts.sum() < cat_max_ratio)
 
 
@@ -114,22 +110,12 @@ class CatMaxRatioCrop(A.DualTransform):
         )
         return {"window": window}
 
-    @staticmethod
-    def _crop(arr: np.ndarray, window: tuple[int, int, int, int] | None) -> np.ndarray:
-        if window is None:
-            return arr
-        top, left, h, w = window
-        return arr[top : top + h, left : left + w]
-
     def apply(self, img: np.ndarray, window: tuple[int, int, int, int] | None, **params: Any) -> np.ndarray:
-        """Crop the image to the chosen window."""
-        return self._crop(img, window)
-
-    def apply_to_mask(
-        self, mask: np.ndarray, window: tuple[int, int, int, int] | None, **params: Any
-    ) -> np.ndarray:
-        """Crop the label to the same window."""
-        return self._crop(mask, window)
+        """Crop the image (and, through ``apply_to_mask``, the label) to the chosen window."""
+        if window is None:
+            return img
+        top, left, h, w = window
+        return img[top : top + h, left : left + w]
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("crop_size", "cat_max_ratio", "ignore_index")

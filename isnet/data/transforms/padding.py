@@ -28,16 +28,8 @@ __all__ = ["CenterPad", "center_pad"]
 
 
 def center_pad(arr: np.ndarray, size: tuple[int, int], value: float) -> np.ndarray:
-    """Pad (or crop, for negative amounts) ``arr`` around its centre to ``size``.
-
-    Args:
-        arr: Array (H, W) or (H, W, C).
-        size: Target ``(h, w)``.
-        value: Constant fill value.
-
-    Returns:
-        Array of spatial size ``size``.
-    """
+    """Pad ``arr`` (H, W) or (H, W, C) with ``value`` (or crop it, for negative amounts) around its centre to
+    the spatial size ``size`` (h, w)."""
     height, width = arr.shape[:2]
     top = (size[0] - height) // 2
     bottom = size[0] - height - top
