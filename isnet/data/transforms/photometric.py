@@ -64,27 +64,20 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         self.saturation_range = saturation_range
         self.hue_delta = hue_delta
 
-    def _coin(self) -> bool:
-        # np.random.randint(2) in the reference: apply when it draws 1.
-        return bool(self.random_generator.integers(2))
-
     def get_params(self) -> dict[str, Any]:
-        """Draw every step's on/off flag and value; ``None`` means the step is skipped."""
+        """Draw every step's on/off flag and value, in the reference's order; ``None`` skips the step."""
         rng = self.random_generator
-        brightness = (
-            float(rng.uniform(-self.brightness_delta, self.brightness_delta)) if self._coin() else None
-        )
-        contrast_first = bool(rng.integers(2))
-        contrast = float(rng.uniform(*self.contrast_range)) if self._coin() else None
-        saturation = float(rng.uniform(*self.saturation_range)) if self._coin() else None
-        hue = int(rng.integers(-self.hue_delta, self.hue_delta)) if self._coin() else None
-        return {
-            "brightness": brightness,
-            "contrast_first": contrast_first,
-            "contrast": contrast,
-            "saturation": saturation,
-            "hue": hue,
-        }
+
+        def coin() -> bool:  # np.random.randint(2) in the reference: apply when it draws 1
+            return bool(rng.integers(2))
+
+        delta = self.brightness_delta
+        params: dict[str, Any] = {"brightness": float(rng.uniform(-delta, delta)) if coin() else None}
+        params["contrast_first"] = coin()
+        params["contrast"] = float(rng.uniform(*self.contrast_range)) if coin() else None
+        params["saturation"] = float(rng.uniform(*self.saturation_range)) if coin() else None
+        params["hue"] = int(rng.integers(-self.hue_delta, self.hue_delta)) if coin() else None
+        return params
 
     def apply(
         self,
