@@ -34,14 +34,8 @@ __all__ = [
     "seg_collate",
 ]
 
-DATAMODULES: dict[str, type[SegDataModule]] = {
-    "ade20k": ADE20kDataModule,
-    "cityscapes": CityscapesDataModule,
-    "cocostuff10k": COCOStuff10kDataModule,
-    "folder": FolderDataModule,
-    "lip": LIPDataModule,
-    "synthetic": SyntheticDataModule,
-}
+_ON_DISK = (ADE20kDataModule, CityscapesDataModule, COCOStuff10kDataModule, FolderDataModule, LIPDataModule)
+DATAMODULES: dict[str, type[SegDataModule]] = {cls.name: cls for cls in (*_ON_DISK, SyntheticDataModule)}
 
 
 def build_datamodule(name: str, **kwargs: Any) -> SegDataModule:

@@ -102,16 +102,14 @@ def build_train_transforms(
     ignore). It returns ``image`` float32 (3, h, w) normalised and ``mask`` int64 (h, w), both at
     ``crop_size``.
 
-    Args:
-        scale: Base resize size ``(A, B)``: (2048, 512) ADE20k/COCOStuff, (2048, 1024) Cityscapes,
-            (520, 520) LIP.
-        crop_size: Crop and padding size ``(h, w)``: (512, 512), (512, 1024), (473, 473).
-        ratio_range: Resize jitter ``(low, high)``: (0.5, 2.0), LIP (0.75, 1.25).
+    Args (per-dataset values: ``isnet.meta.dataset_info(name).train_pipeline``):
+        scale: Base resize size ``(A, B)``.
+        crop_size: Crop and padding size ``(h, w)``.
+        ratio_range: Resize jitter ``(low, high)``.
         cat_max_ratio: Largest share of one label in an accepted crop, in (0, 1].
         flip_prob: Horizontal flip probability.
-        flip_pairs: Label pairs swapped on flip (LIP: ``isnet.meta.datasets.LIP_FLIP_PAIRS``).
-        lip: LIP recipe: resize without keeping the aspect ratio and rotate (p 0.6, -30..29 degrees)
-            after the flip.
+        flip_pairs: Label pairs swapped on flip (LIP's left/right parts).
+        lip: LIP recipe: resize without keeping the aspect ratio, rotate after the flip.
         ignore_index: Ignore label (0..255), used by the crop check, rotation border and padding.
         mean: RGB mean in 0-255 units.
         std: RGB std in 0-255 units.
@@ -165,9 +163,9 @@ def build_test_transforms(
     Call the result with ``image=`` (H, W, 3) uint8 RGB and optionally ``mask=``. It returns ``image``
     float32 (3, h', w') resized and normalised and, if given, ``mask`` int64 (H, W) *unresized*.
 
-    Args:
-        scale: Resize size: (2048, 512) ADE20k/COCOStuff (short side 512 unless the long side would
-            exceed 2048), (2048, 1024) Cityscapes, (473, 473) LIP.
+    Args (per-dataset values: ``isnet.meta.dataset_info(name).test_pipeline``):
+        scale: Resize size; with ``keep_ratio`` the short side goes to ``min(scale)`` unless the long side
+            would exceed ``max(scale)``.
         keep_ratio: Keep the aspect ratio (``False`` for LIP: exactly ``scale``).
         mean: RGB mean in 0-255 units.
         std: RGB std in 0-255 units.
