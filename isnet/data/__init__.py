@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from isnet.data.datamodule import FileSegDataModule, SegDataModule, seed_worker, seg_collate
+from isnet.data.datamodule import (
+    DistributedEvalSampler,
+    FileSegDataModule,
+    SegDataModule,
+    seed_worker,
+    seg_collate,
+)
 from isnet.data.datasets.ade20k import ADE20kDataModule
 from isnet.data.datasets.cityscapes import CityscapesDataModule
 from isnet.data.datasets.cocostuff10k import COCOStuff10kDataModule
 from isnet.data.datasets.folder import FolderDataModule
 from isnet.data.datasets.lip import LIPDataModule
 from isnet.data.datasets.synthetic import SyntheticDataModule
-from isnet.data.sampler import DistributedEvalSampler
 
 __all__ = [
     "ADE20kDataModule",

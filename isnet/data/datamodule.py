@@ -3,15 +3,19 @@
 Reproduces the sssegmentation data loading contract (`ssseg/modules/datasets/builder.py`,
 `ssseg/train.py`): the configured batch size is the GLOBAL batch (the paper's "BS 16" over 8 GPUs), the
 train loader shuffles and drops the last incomplete batch, and evaluation runs one image at a time at
-the dataset's test resolution with labels kept at their original size. Under DDP the evaluation loaders
-divide the images between the ranks with :class:`~isnet.data.sampler.DistributedEvalSampler` (no padding, so
-every image is counted once, as the reference does by de-duplicating results by image id).
+the dataset's test resolution with labels kept at their original size.
+
+Under DDP, ``torch.utils.data.DistributedSampler`` pads the index list with repeated samples so that every rank
+gets the same count; summed metric states then count those images twice (Lightning issue #12862).
+sssegmentation removes the duplicates by keying results by image id (``ssseg/test.py``). A confusion-matrix
+metric has no ids, so the evaluation loaders split the images with :class:`DistributedEvalSampler` instead:
+rank ``r`` gets ``r, r + W, r + 2W, ...`` (the unshuffled ``DistributedSampler`` order minus the padding).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +23,67 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from isnet.data.datasets.base import SegFileDataset, SegSample, build_lut, read_label
-from isnet.data.sampler import DistributedEvalSampler
 from isnet.data.transforms import build_test_transforms, build_train_transforms
 from isnet.errors import ConfigError, DataError
 from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255, dataset_info
 from isnet.utils.pairs import as_pair
 
-__all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
+__all__ = ["DistributedEvalSampler", "FileSegDataModule", "SegDataModule", "seed_worker", "seg_collate"]
+
+
+class DistributedEvalSampler(DistributedSampler):
+    """Split a dataset across ranks without padding or shuffling (ranks may differ by one sample).
+
+    It subclasses ``DistributedSampler`` only so that Lightning (``use_distributed_sampler=True``) keeps it
+    instead of injecting a padding sampler. Because ranks may run a different number of steps, nothing in the
+    evaluation step may call a collective (e.g. ``self.log(..., sync_dist=True)`` per step); metric states
+    are synchronised once, in ``compute()``.
+
+    Args:
+        dataset: Any sized dataset.
+        num_replicas, rank: World size and this process's rank; ``None``: from ``torch.distributed`` (1 and 0
+            if it is not initialised).
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None) -> None:
+        # DistributedSampler.__init__ is not called: it requires an initialised process group and pads.
+        initialised = dist.is_available() and dist.is_initialized()
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if initialised else 1
+        if rank is None:
+            rank = dist.get_rank() if initialised else 0
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
+        self.dataset = dataset
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        self.shuffle = False
+        self.drop_last = False
+        self.seed = 0
+        self.total_size = len(dataset)
+        self.num_samples = len(range(rank, self.total_size, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # the sampler protocol; the order never changes
 
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy, ``random`` and the dataset's transform in a DataLoader worker.
 
-    Forked workers inherit identical copies of every random state; albumentations 2.x keeps its own
-    generator per ``Compose`` that ``torch`` never reseeds, so without this all workers would apply the
-    same augmentations. ``worker_info.seed`` already differs per worker, epoch and (through the sampler
-    generator) per run seed.
+    Forked workers inherit identical copies of every random state (albumentations keeps its own per
+    ``Compose``); ``worker_info.seed`` differs per worker, epoch and (through the loader's generator) run seed.
     """
     info = get_worker_info()
     if info is None:  # pragma: no cover - only called inside workers
@@ -78,20 +124,19 @@ class SegDataModule(pl.LightningDataModule):
     ``isnet.meta.dataset_info``, and implement :meth:`make_dataset`. The train settings are checked by
     building the train pipeline once here.
 
-    Args:
-        crop_size: Train crop (h, w) or a square side; ``None`` = dataset default.
-        batch_size: GLOBAL train batch size, divided by ``trainer.world_size`` in :meth:`setup`;
-            ``None`` = dataset default.
+    Args (``None``: the dataset's default):
+        crop_size: Train crop (h, w) or a square side.
+        batch_size: GLOBAL train batch size, divided by ``trainer.world_size`` in :meth:`setup`.
         num_workers: DataLoader workers per rank.
         val_batch_size: Eval batch size per rank (1 as in the reference, images keep their own size).
         pin_memory: Pin host memory for faster host-to-device copies.
         seed: Seed of the train shuffling and augmentation streams (offset by the rank).
-        scale: Train resize target (long, short) before the ratio jitter; ``None`` = dataset default.
-        ratio_range: Train resize ratio range, r ~ U[lo, hi); ``None`` = dataset default.
+        scale: Train resize target (long, short) before the ratio jitter.
+        ratio_range: Train resize ratio range, r ~ U[lo, hi).
         cat_max_ratio: Max share of one class in a train crop (crop retries, reference 0.75).
         flip_prob: Horizontal flip probability in training.
-        test_scale: Eval resize target; ``None`` = dataset default.
-        test_keep_ratio: Whether the eval resize keeps the aspect ratio; ``None`` = dataset default.
+        test_scale: Eval resize target (synthetic data: none, no resize).
+        test_keep_ratio: Whether the eval resize keeps the aspect ratio.
         mean: Normalisation mean (RGB, 0-255 units).
         std: Normalisation std (RGB, 0-255 units).
 
@@ -227,8 +272,7 @@ class SegDataModule(pl.LightningDataModule):
             self.setup(stage)
         dataset = getattr(self, attr)
         world_size, rank = self._world()
-        # Evaluation under DDP: each rank takes every world_size-th image, without padding (ranks may differ
-        # by one image). Lightning keeps a DistributedSampler subclass instead of injecting its own.
+        # Evaluation under DDP: each rank takes every world_size-th image, without padding (module docstring).
         sampler = DistributedEvalSampler(dataset, world_size, rank) if world_size > 1 and not train else None
         # Offsetting by the rank gives each rank its own augmentation stream.
         generator = torch.Generator().manual_seed(self.seed + rank)

@@ -63,17 +63,12 @@ def _check_not_truncated(path: Path, data: bytes) -> None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 exactly as ``cv2.imread`` decodes it.
+    """Read an image as an (H, W, 3) uint8 RGB array exactly as ``cv2.imread`` decodes it.
 
     ``cv2.imdecode`` with ``IMREAD_COLOR`` applies the EXIF orientation like ``cv2.imread`` (the
     reference's reader), so pixels match the reference; reading the bytes ourselves lets us detect
-    truncated files and non-ASCII paths.
-
-    Returns:
-        Array of shape (H, W, 3), dtype uint8, RGB.
-
-    Raises:
-        FileNotFoundError, OSError (empty, truncated or not a decodable image).
+    truncated files and non-ASCII paths. Raises ``FileNotFoundError``, or ``OSError`` for an empty,
+    truncated or undecodable file.
     """
     path = Path(path)
     if not path.is_file():
@@ -89,18 +84,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
-    """Read a label map as a 2-D integer array of raw ids.
+    """Read a label map as an (H, W) integer array of raw ids.
 
     PNGs are read with PIL so palette ("P" mode) PNGs give their indices (OpenCV would expand them to
     colours); for the single-channel 8-bit PNGs of the official datasets this equals the reference's
     ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``. ``.mat`` files (COCO-Stuff-10k) are read with
-    ``scipy.io.loadmat(path)[mat_key]``.
-
-    Returns:
-        Integer array of shape (H, W).
-
-    Raises:
-        FileNotFoundError, OSError (cannot be decoded), DataError (not single-channel, no ``mat_key``).
+    ``scipy.io.loadmat(path)[mat_key]``. Raises ``FileNotFoundError``, ``OSError`` (cannot be decoded) or
+    ``DataError`` (not single-channel, no ``mat_key``).
     """
     path = Path(path)
     if not path.is_file():

@@ -59,15 +59,10 @@ def _pattern(
 
 @dataclass(eq=False, repr=False)
 class SyntheticSegDataset(SegDataset):
-    """Deterministic procedural scenes; see :class:`SyntheticDataModule` for the arguments.
+    """``length`` deterministic scenes of ``image_size`` (h, w) with ``num_classes`` classes (0 = background).
 
-    Args:
-        num_classes: K (class 0 is the background, 1..K-1 are shape classes).
-        image_size: (h, w) of every image.
-        length: Number of samples.
-        split: "train", "val" or "test" (selects an independent random stream).
-        seed: Data seed.
-        train, transform, mean, std: See :class:`~isnet.data.datasets.base.SegDataset`.
+    ``split`` ("train", "val" or "test") and ``seed`` select independent random streams; the other fields are
+    those of :class:`SyntheticDataModule` and :class:`~isnet.data.datasets.base.SegDataset`.
     """
 
     num_classes: int

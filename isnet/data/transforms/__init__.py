@@ -6,13 +6,12 @@ arguments; the single transforms are exported for reuse and testing.
 
 from __future__ import annotations
 
-from .cast import MaskToInt64
 from .compose import TorchSeededCompose
 from .crop import CatMaxRatioCrop, crop_is_accepted, select_crop
 from .flip import HorizontalFlipSwapPairs
 from .padding import CenterPad, center_pad
 from .photometric import PhotoMetricDistortion
-from .pipelines import build_test_transforms, build_train_transforms
+from .pipelines import MaskToInt64, build_test_transforms, build_train_transforms
 from .resize import RandomResizeRatio
 from .rotate import RandomRotation
 

@@ -52,8 +52,7 @@ def select_crop(
 
     Args:
         mask: Label map (H, W), or ``None`` (then the first window is taken).
-        image_hw: Image ``(H, W)``.
-        crop_hw: Requested crop ``(h, w)``; clipped to the image per side.
+        image_hw, crop_hw: Image ``(H, W)`` and requested crop ``(h, w)``, clipped to the image per side.
         draw: ``draw(n)`` returns a uniform int in ``[0, n)``; called for top, then left, per try.
         cat_max_ratio: See :func:`crop_is_accepted`.
         ignore_index: Label that is not counted.

@@ -29,7 +29,6 @@ class HorizontalFlipSwapPairs(A.HorizontalFlip):
         self.flip_pairs = tuple((int(a), int(b)) for a, b in flip_pairs)
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        """Flip the mask, then exchange the paired labels."""
         flipped = super().apply_to_mask(mask, **params)
         out = flipped.copy()
         for a, b in self.flip_pairs:

@@ -62,11 +62,9 @@ class CenterPad(A.DualTransform):
         self.ignore_index = ignore_index
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        """Pad the image with ``image_fill``."""
         return center_pad(img, self.size, self.image_fill)
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        """Pad the label with ``ignore_index``."""
         return center_pad(mask, self.size, self.ignore_index)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

@@ -21,12 +21,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import albumentations as A
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from isnet.errors import ConfigError
 from isnet.meta.datasets import IMAGENET_MEAN_255, IMAGENET_STD_255
 
-from .cast import MaskToInt64
 from .compose import TorchSeededCompose
 from .crop import CatMaxRatioCrop
 from .flip import HorizontalFlipSwapPairs
@@ -35,10 +35,26 @@ from .photometric import PhotoMetricDistortion
 from .resize import RandomResizeRatio
 from .rotate import RandomRotation
 
-__all__ = ["build_test_transforms", "build_train_transforms"]
+__all__ = ["MaskToInt64", "build_test_transforms", "build_train_transforms"]
 
 LIP_ROTATE_PROB = 0.6
 LIP_MAX_ANGLE = 30
+
+
+class MaskToInt64(A.DualTransform):
+    """Cast the mask to ``int64``, the dtype of the loss targets and the metrics (place it before ``ToTensorV2``)."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return img
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        return mask.astype(np.int64, copy=False)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
 
 
 def _require(ok: bool, name: str, what: str, value: Any) -> None:

@@ -47,7 +47,6 @@ class RandomResizeRatio(A.DualTransform):
         self.resize_mask = resize_mask
 
     def get_params(self) -> dict[str, Any]:
-        """Draw the ratio (``1.0`` without jitter)."""
         if self.ratio_range is None:
             return {"ratio": 1.0}
         low, high = self.ratio_range
@@ -66,7 +65,6 @@ class RandomResizeRatio(A.DualTransform):
         return {"out_hw": (max(target), min(target)) if height > width else (min(target), max(target))}
 
     def apply(self, img: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:
-        """Resize the image bilinearly (cv2 ``INTER_LINEAR``)."""
         return cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
 
     def apply_to_mask(self, mask: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:

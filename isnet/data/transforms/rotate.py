@@ -34,24 +34,20 @@ class RandomRotation(A.DualTransform):
         self.ignore_index = ignore_index
 
     def get_params(self) -> dict[str, Any]:
-        """Draw the angle in ``-max_angle .. max_angle - 1``."""
         return {"angle": int(self.random_generator.integers(-self.max_angle, self.max_angle))}
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """Build the 2x3 rotation matrix about the image centre ``(w/2, h/2)``."""
         height, width = params["shape"][:2]
         matrix = cv2.getRotationMatrix2D(center=(width / 2, height / 2), angle=params["angle"], scale=1)
         return {"matrix": matrix}
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
-        """Rotate the image (bicubic, constant border ``image_fill``)."""
         height, width = img.shape[:2]
         return cv2.warpAffine(
             img, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=(self.image_fill,) * 4
         )
 
     def apply_to_mask(self, mask: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
-        """Rotate the label (nearest, constant border ``ignore_index``)."""
         height, width = mask.shape[:2]
         return cv2.warpAffine(
             mask, matrix, (width, height), flags=cv2.INTER_NEAREST, borderValue=float(self.ignore_index)
