@@ -149,19 +149,20 @@ def build_train_transforms(
     _require(ok and 0 <= ignore_index <= 255, "ignore_index", "an int in [0, 255]", ignore_index)
     pairs = _flip_pairs(flip_pairs, ignore_index)
     mean, std = _mean_std(mean, std)
+    flip_prob, ignore_index = float(flip_prob), int(ignore_index)
 
     flip = HorizontalFlipSwapPairs(pairs, p=flip_prob) if pairs else A.HorizontalFlip(p=flip_prob)
     transforms: list[Any] = [
         RandomResizeRatio(scale, ratio, keep_ratio=not lip),
-        CatMaxRatioCrop(crop_size, cat_max_ratio=float(cat_max_ratio), ignore_index=int(ignore_index)),
+        CatMaxRatioCrop(crop_size, cat_max_ratio=float(cat_max_ratio), ignore_index=ignore_index),
         flip,
     ]
     if lip:
-        transforms.append(RandomRotation(LIP_MAX_ANGLE, ignore_index=int(ignore_index), p=LIP_ROTATE_PROB))
+        transforms.append(RandomRotation(LIP_MAX_ANGLE, ignore_index=ignore_index, p=LIP_ROTATE_PROB))
     transforms += [
         PhotoMetricDistortion(),
         A.Normalize(mean=mean, std=std, max_pixel_value=1.0, p=1.0),
-        CenterPad(crop_size, ignore_index=int(ignore_index)),
+        CenterPad(crop_size, ignore_index=ignore_index),
         MaskToInt64(),
         ToTensorV2(),
     ]
