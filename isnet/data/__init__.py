@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from isnet.data.datamodule import FileSegDataModule, SegDataModule, seed_worker, seg_collate
+from isnet.data.datamodule import (
+    DistributedEvalSampler,
+    FileSegDataModule,
+    SegDataModule,
+    seed_worker,
+    seg_collate,
+)
 from isnet.data.datasets.ade20k import ADE20kDataModule
 from isnet.data.datasets.cityscapes import CityscapesDataModule
 from isnet.data.datasets.cocostuff10k import COCOStuff10kDataModule
 from isnet.data.datasets.folder import FolderDataModule
 from isnet.data.datasets.lip import LIPDataModule
 from isnet.data.datasets.synthetic import SyntheticDataModule
-from isnet.data.sampler import DistributedEvalSampler
 
 __all__ = [
     "ADE20kDataModule",
@@ -34,26 +39,12 @@ __all__ = [
     "seg_collate",
 ]
 
-DATAMODULES: dict[str, type[SegDataModule]] = {
-    "ade20k": ADE20kDataModule,
-    "cityscapes": CityscapesDataModule,
-    "cocostuff10k": COCOStuff10kDataModule,
-    "folder": FolderDataModule,
-    "lip": LIPDataModule,
-    "synthetic": SyntheticDataModule,
-}
+_ON_DISK = (ADE20kDataModule, CityscapesDataModule, COCOStuff10kDataModule, FolderDataModule, LIPDataModule)
+DATAMODULES: dict[str, type[SegDataModule]] = {cls.name: cls for cls in (*_ON_DISK, SyntheticDataModule)}
 
 
 def build_datamodule(name: str, **kwargs: Any) -> SegDataModule:
-    """Build a DataModule by dataset name.
-
-    Args:
-        name: One of :data:`DATAMODULES` (``ade20k``, ``cityscapes``, ``cocostuff10k``, ``folder``,
-            ``lip``, ``synthetic``).
-        **kwargs: Constructor arguments of that DataModule.
-
-    Returns:
-        The DataModule.
+    """Build the DataModule of dataset ``name`` (a key of :data:`DATAMODULES`) with ``kwargs``.
 
     Raises:
         ValueError: Unknown ``name`` (the message lists the choices).

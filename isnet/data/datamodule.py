@@ -3,15 +3,19 @@
 Reproduces the sssegmentation data loading contract (`ssseg/modules/datasets/builder.py`,
 `ssseg/train.py`): the configured batch size is the GLOBAL batch (the paper's "BS 16" over 8 GPUs), the
 train loader shuffles and drops the last incomplete batch, and evaluation runs one image at a time at
-the dataset's test resolution with labels kept at their original size. Under DDP the evaluation loaders
-divide the images between the ranks with :class:`~isnet.data.sampler.DistributedEvalSampler` (no padding, so
-every image is counted once, as the reference does by de-duplicating results by image id).
+the dataset's test resolution with labels kept at their original size.
+
+Under DDP, ``torch.utils.data.DistributedSampler`` pads the index list with repeated samples so that every rank
+gets the same count; summed metric states then count those images twice (Lightning issue #12862).
+sssegmentation removes the duplicates by keying results by image id (``ssseg/test.py``). A confusion-matrix
+metric has no ids, so the evaluation loaders split the images with :class:`DistributedEvalSampler` instead:
+rank ``r`` gets ``r, r + W, r + 2W, ...`` (the unshuffled ``DistributedSampler`` order minus the padding).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +23,67 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from isnet.data.datasets.base import (
-    IGNORE_INDEX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SegFileDataset,
-    SegSample,
-    build_lut,
-    read_label,
-)
-from isnet.data.sampler import DistributedEvalSampler
+from isnet.data.datasets.base import SegFileDataset, SegSample, build_lut, read_label
 from isnet.data.transforms import build_test_transforms, build_train_transforms
 from isnet.errors import ConfigError, DataError
-from isnet.meta import dataset_info
+from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255, dataset_info
 from isnet.utils.pairs import as_pair
 
-__all__ = ["SegDataModule", "FileSegDataModule", "seg_collate", "seed_worker"]
+__all__ = ["DistributedEvalSampler", "FileSegDataModule", "SegDataModule", "seed_worker", "seg_collate"]
+
+
+class DistributedEvalSampler(DistributedSampler):
+    """Split a dataset across ranks without padding or shuffling (ranks may differ by one sample).
+
+    It subclasses ``DistributedSampler`` only so that Lightning (``use_distributed_sampler=True``) keeps it
+    instead of injecting a padding sampler. Because ranks may run a different number of steps, nothing in the
+    evaluation step may call a collective (e.g. ``self.log(..., sync_dist=True)`` per step); metric states
+    are synchronised once, in ``compute()``.
+
+    Args:
+        dataset: Any sized dataset.
+        num_replicas, rank: World size and this process's rank; ``None``: from ``torch.distributed`` (1 and 0
+            if it is not initialised).
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None) -> None:
+        # DistributedSampler.__init__ is not called: it requires an initialised process group and pads.
+        initialised = dist.is_available() and dist.is_initialized()
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if initialised else 1
+        if rank is None:
+            rank = dist.get_rank() if initialised else 0
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
+        self.dataset = dataset
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        self.shuffle = False
+        self.drop_last = False
+        self.seed = 0
+        self.total_size = len(dataset)
+        self.num_samples = len(range(rank, self.total_size, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # the sampler protocol; the order never changes
 
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy, ``random`` and the dataset's transform in a DataLoader worker.
 
-    Forked workers inherit identical copies of every random state; albumentations 2.x keeps its own
-    generator per ``Compose`` that ``torch`` never reseeds, so without this all workers would apply the
-    same augmentations. ``worker_info.seed`` already differs per worker, epoch and (through the sampler
-    generator) per run seed.
+    Forked workers inherit identical copies of every random state (albumentations keeps its own per
+    ``Compose``); ``worker_info.seed`` differs per worker, epoch and (through the loader's generator) run seed.
     """
     info = get_worker_info()
     if info is None:  # pragma: no cover - only called inside workers
@@ -59,18 +97,8 @@ def seed_worker(worker_id: int) -> None:
 
 
 def seg_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Collate samples, stacking tensors when their sizes agree and keeping lists otherwise.
-
-    Evaluation images keep their own test-resized size and their original-size labels, so a batch of
-    several eval images generally cannot be stacked.
-
-    Args:
-        batch: Samples with ``image`` (3,h,w) float, ``mask`` (H,W) int64 and ``name``.
-
-    Returns:
-        Dict with ``image`` (N,3,h,w) tensor or list of (3,h,w), ``mask`` (N,H,W) tensor or list,
-        and ``name`` list[str].
-    """
+    """Collate samples (``image``, ``mask``, ``name``), stacking tensors when their sizes agree and keeping
+    lists otherwise: eval images keep their own test-resized size and their original-size labels."""
     out: dict[str, Any] = {}
     for key in batch[0]:
         values = [sample[key] for sample in batch]
@@ -81,139 +109,114 @@ def seg_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _pipeline_defaults(dataset: str) -> dict[str, Any]:
+    """Constructor defaults of a dataset from ``isnet.meta``: train pipeline, ``test_*`` pipeline, global batch."""
+    info = dataset_info(dataset)
+    test = {f"test_{key}": value for key, value in info.test_pipeline.items()}
+    return {**info.train_pipeline, **test, "batch_size": info.batch_size}
+
+
 class SegDataModule(pl.LightningDataModule):
     """Base DataModule: global batch split over ranks, seeded workers, train/val/test loaders.
 
-    Subclasses set the metadata (``name``, ``class_names``, ``palette``, ``flip_pairs``) and implement
-    :meth:`make_dataset`.
+    Subclasses declare their dataset (``class X(SegDataModule, dataset="ade20k")``), which sets the metadata
+    (``name``, ``class_names``, ``palette``, ``flip_pairs``, splits) and the defaults marked below from
+    ``isnet.meta.dataset_info``, and implement :meth:`make_dataset`. The train settings are checked by
+    building the train pipeline once here.
 
-    Args:
+    Args (``None``: the dataset's default):
         crop_size: Train crop (h, w) or a square side.
-        batch_size: GLOBAL train batch size; divided by ``trainer.world_size`` in :meth:`setup`.
+        batch_size: GLOBAL train batch size, divided by ``trainer.world_size`` in :meth:`setup`.
         num_workers: DataLoader workers per rank.
         val_batch_size: Eval batch size per rank (1 as in the reference, images keep their own size).
         pin_memory: Pin host memory for faster host-to-device copies.
         seed: Seed of the train shuffling and augmentation streams (offset by the rank).
-        scale: Train resize target (long, short) before the ratio jitter; ``None`` = dataset default.
+        scale: Train resize target (long, short) before the ratio jitter.
         ratio_range: Train resize ratio range, r ~ U[lo, hi).
         cat_max_ratio: Max share of one class in a train crop (crop retries, reference 0.75).
         flip_prob: Horizontal flip probability in training.
-        test_scale: Eval resize target; ``None`` = dataset default.
+        test_scale: Eval resize target (synthetic data: none, no resize).
         test_keep_ratio: Whether the eval resize keeps the aspect ratio.
         mean: Normalisation mean (RGB, 0-255 units).
         std: Normalisation std (RGB, 0-255 units).
 
     Attributes:
-        name: Dataset name (``ade20k``, ``cityscapes``, ...).
-        num_classes: K; labels are in [0, K) or ``ignore_index``.
-        class_names: K names.
-        palette: K RGB tuples for visualisation.
-        ignore_index: 255.
-        flip_pairs: Label pairs swapped by a horizontal flip (LIP), else ``[]``.
-        test_pipeline: The eval transform the val/test loaders apply (split, scale, keep_ratio).
+        num_classes: K; labels are in [0, K) or ``ignore_index`` (255).
+        lip: Whether the train pipeline is LIP's (square resize, rotation).
         batch_size_per_device: ``batch_size // world_size`` after :meth:`setup`.
     """
 
-    # Dataset metadata, set by each subclass (class attributes, so they are known before construction).
+    # Dataset facts and pipeline defaults, set per subclass from isnet.meta (known before construction).
     name: str = "segmentation"
     class_names: list[str] = []
     palette: list[tuple[int, int, int]] = []
     flip_pairs: list[tuple[int, int]] = []
-    # Reference pipeline defaults (sssegmentation configs/_base_/datasets/*).
-    default_scale: tuple[int, int] = (2048, 512)
-    default_test_scale: tuple[int, int] | None = (2048, 512)
     lip: bool = False
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "val"
+    train_split, val_split, test_split = "train", "val", "val"
+    defaults: dict[str, Any] = _pipeline_defaults("ade20k")  # generic: the ADE20k ones
 
     def __init_subclass__(cls, dataset: str | None = None, **kwargs: Any) -> None:
-        """``class X(SegDataModule, dataset="ade20k")`` takes the metadata above from ``isnet.meta``."""
         super().__init_subclass__(**kwargs)
         if dataset is not None:
             info = dataset_info(dataset)
             cls.name, (cls.train_split, cls.val_split, cls.test_split) = info.name, info.splits
             cls.class_names, cls.palette = list(info.class_names), list(info.palette)
             cls.flip_pairs, cls.lip = list(info.flip_pairs), info.train_pipeline.get("lip", False)
-            cls.default_scale = info.train_pipeline.get("scale", cls.default_scale)
-            cls.default_test_scale = info.test_pipeline["scale"]
+            cls.defaults = {**cls.defaults, **_pipeline_defaults(dataset)}
             cls.lut = None if info.label_map is None else build_lut(info.label_map, identity=False)
 
     def __init__(
         self,
-        crop_size: int | Sequence[int] = (512, 512),
-        batch_size: int = 16,
+        crop_size: int | Sequence[int] | None = None,
+        batch_size: int | None = None,
         num_workers: int = 4,
         val_batch_size: int = 1,
         pin_memory: bool = True,
         seed: int = 0,
         scale: Sequence[int] | None = None,
-        ratio_range: Sequence[float] = (0.5, 2.0),
+        ratio_range: Sequence[float] | None = None,
         cat_max_ratio: float = 0.75,
         flip_prob: float = 0.5,
         test_scale: Sequence[int] | None = None,
-        test_keep_ratio: bool = True,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        test_keep_ratio: bool | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN_255,
+        std: Sequence[float] = IMAGENET_STD_255,
     ) -> None:
         super().__init__()
-        self.crop_size = as_pair(crop_size, "crop_size")
+        defaults = self.defaults
+        batch_size = defaults["batch_size"] if batch_size is None else batch_size
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive int (the global batch), got {batch_size!r}.")
         if not isinstance(val_batch_size, int) or val_batch_size <= 0:
             raise ConfigError(f"val_batch_size must be a positive int, got {val_batch_size!r}.")
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}.")
-        ratio_range = tuple(float(r) for r in ratio_range)
-        if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ConfigError(f"ratio_range must be [lo, hi] with 0 < lo <= hi, got {list(ratio_range)}.")
-        if not 0.0 < cat_max_ratio <= 1.0:
-            raise ConfigError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}.")
-        if not 0.0 <= flip_prob <= 1.0:
-            raise ConfigError(f"flip_prob must be in [0, 1], got {flip_prob!r}.")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ConfigError(f"mean and std must be 3 RGB values with std > 0, got mean={mean}, std={std}.")
-        self.batch_size = batch_size
+        self.crop_size = as_pair(defaults["crop_size"] if crop_size is None else crop_size, "crop_size")
+        self.batch_size = self.batch_size_per_device = batch_size
         self.num_workers = num_workers
         self.val_batch_size = val_batch_size
         self.pin_memory = pin_memory
         self.seed = int(seed)
-        self.scale = as_pair(scale, "scale") if scale is not None else tuple(self.default_scale)
-        self.ratio_range = ratio_range
-        self.cat_max_ratio = float(cat_max_ratio)
-        self.flip_prob = float(flip_prob)
-        if test_scale is not None:
-            self.test_scale: tuple[int, int] | None = as_pair(test_scale, "test_scale")
-        else:
-            self.test_scale = tuple(self.default_test_scale) if self.default_test_scale else None
-        self.test_keep_ratio = bool(test_keep_ratio)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        self.scale = as_pair(defaults["scale"] if scale is None else scale, "scale")
+        self.ratio_range = defaults["ratio_range"] if ratio_range is None else ratio_range
+        self.cat_max_ratio = cat_max_ratio
+        self.flip_prob = flip_prob
+        test_scale = defaults["test_scale"] if test_scale is None else test_scale
+        self.test_scale = None if test_scale is None else as_pair(test_scale, "test_scale")
+        self.test_keep_ratio = (
+            defaults["test_keep_ratio"] if test_keep_ratio is None else bool(test_keep_ratio)
+        )
+        self.mean, self.std = mean, std
         self.ignore_index = IGNORE_INDEX
-        self.batch_size_per_device = batch_size
+        self.build_train_transform()  # checks the train settings (a ConfigError naming the bad one)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
 
-    # ----------------------------------------------------------------------------------------------
-    # metadata
     @property
     def num_classes(self) -> int:
-        """Number of classes K (labels are in [0, K) or 255)."""
         return len(self.class_names)
 
-    @property
-    def test_pipeline(self) -> dict[str, Any]:
-        """The dataset's default evaluation transform (what the val/test loaders apply)."""
-        return {
-            "split": self.test_split,
-            "scale": self.test_scale,
-            "keep_ratio": self.test_keep_ratio,
-            "label_resolution": "original",
-        }
-
-    # ----------------------------------------------------------------------------------------------
-    # transforms
     def build_train_transform(self) -> Any:
         """Albumentations train pipeline with this dataset's settings (see ``isnet.data.transforms``)."""
         return build_train_transforms(
@@ -235,8 +238,6 @@ class SegDataModule(pl.LightningDataModule):
             scale=self.test_scale, keep_ratio=self.test_keep_ratio, mean=self.mean, std=self.std
         )
 
-    # ----------------------------------------------------------------------------------------------
-    # datasets
     def make_dataset(self, split: str, train: bool) -> Dataset:
         """Build the dataset of ``split``; ``train`` selects the joint train transforms."""
         raise NotImplementedError
@@ -251,11 +252,7 @@ class SegDataModule(pl.LightningDataModule):
         return 1, 0
 
     def setup(self, stage: str | None = None) -> None:
-        """Split the global batch over ranks and build the datasets the stage needs.
-
-        Raises:
-            ValueError: ``batch_size`` is not divisible by the world size, or a split is empty.
-        """
+        """Split the global batch over ranks (it must divide) and build the datasets the stage needs."""
         world_size, _ = self._world()
         if self.batch_size % world_size != 0:
             raise ConfigError(
@@ -270,15 +267,12 @@ class SegDataModule(pl.LightningDataModule):
         if stage in ("test", "predict", None) and self.test_dataset is None:
             self.test_dataset = self.make_dataset(self.test_split, train=False)
 
-    # ----------------------------------------------------------------------------------------------
-    # loaders
     def _loader(self, attr: str, stage: str, train: bool) -> DataLoader:
         if getattr(self, attr) is None:
             self.setup(stage)
         dataset = getattr(self, attr)
         world_size, rank = self._world()
-        # Evaluation under DDP: each rank takes every world_size-th image, without padding (ranks may differ
-        # by one image). Lightning keeps a DistributedSampler subclass instead of injecting its own.
+        # Evaluation under DDP: each rank takes every world_size-th image, without padding (module docstring).
         sampler = DistributedEvalSampler(dataset, world_size, rank) if world_size > 1 and not train else None
         # Offsetting by the rank gives each rank its own augmentation stream.
         generator = torch.Generator().manual_seed(self.seed + rank)
@@ -321,14 +315,12 @@ class SegDataModule(pl.LightningDataModule):
 class FileSegDataModule(SegDataModule):
     """Base for datasets stored as image/label files under ``root``.
 
-    Subclasses implement :meth:`list_samples` and may set ``lut`` (raw id -> train id) and
-    ``label_reader``.
+    Subclasses implement :meth:`list_samples` and may set ``lut`` (raw id -> train id) and ``label_reader``.
 
     Args:
         root: Dataset folder.
-        train_split: Split used for training.
-        val_split: Split used for validation during training.
-        test_split: Split used by ``trainer.test`` (the reference's eval split).
+        train_split, val_split, test_split: Splits of training, validation and ``trainer.test`` (the
+            reference's eval split); ``None`` = dataset default.
         check_labels: Check every label's values after mapping (cheap; recommended).
         **kwargs: :class:`SegDataModule` arguments.
     """
@@ -384,11 +376,7 @@ class FileSegDataModule(SegDataModule):
                 raise self.missing(f"split {split!r} folder {folder}" if split else f"folder {folder}")
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
-        """Build a :class:`SegFileDataset` over the split's files with the train or eval transforms.
-
-        Raises:
-            DataError: The split has no samples.
-        """
+        """A :class:`SegFileDataset` over the split's files (a ``DataError`` if there are none)."""
         samples = self.list_samples(split)
         if not samples:
             raise DataError(f"{self.name}: split {split!r} is empty; {self.expected_layout()}")

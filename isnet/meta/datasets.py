@@ -31,14 +31,12 @@ __all__ = [
     "dataset_info",
 ]
 
-IGNORE_INDEX = 255
-"""Label value that is not evaluated and carries no loss."""
+IGNORE_INDEX = 255  # the label value that is not evaluated and carries no loss
+# ImageNet RGB mean and std in 0-255 units (the reference's ``Normalize``).
 IMAGENET_MEAN_255: tuple[float, float, float] = (123.675, 116.28, 103.53)
-"""ImageNet RGB mean in 0-255 units (the reference's ``Normalize`` mean)."""
 IMAGENET_STD_255: tuple[float, float, float] = (58.395, 57.12, 57.375)
-"""ImageNet RGB std in 0-255 units (the reference's ``Normalize`` std)."""
+# LIP left/right pairs swapped by a horizontal flip: arms, legs, shoes (0-based labels).
 LIP_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((14, 15), (16, 17), (18, 19))
-"""LIP left/right pairs swapped by a horizontal flip: arms, legs, shoes (0-based labels)."""
 
 
 @dataclass(frozen=True)

@@ -171,9 +171,6 @@ class Recipe:
                     act="leaky_relu" if self.lip_variant else "relu", class_names=list(info.class_names),
                     palette=[list(c) for c in info.palette], meta={"recipe": self.experiment})  # fmt: skip
 
-    def inference(self, ms_flip: bool) -> InferenceConfig:
-        return self.ms_flip if ms_flip else self.single_scale
-
 
 _R = Recipe
 #: experiment name -> recipe, in the model zoo's order. Columns: backbone, dataset, lr, global batch, epochs,
@@ -220,7 +217,7 @@ def test_settings(experiment: str, ms_flip: bool) -> InferenceConfig:
     """
     if experiment not in RECIPES:
         raise ValueError(f"Unknown experiment {experiment!r}; valid names: {', '.join(sorted(RECIPES))}")
-    return RECIPES[experiment].inference(ms_flip)
+    return RECIPES[experiment].ms_flip if ms_flip else RECIPES[experiment].single_scale
 
 
 # Keep pytest from collecting this function when a test module imports it by name.

@@ -27,14 +27,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from isnet.data import FolderDataModule
-from isnet.data.datasets.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SegFileDataset,
-    SegSample,
-    read_image,
-    read_label,
-)
+from isnet.data.datasets.base import SegFileDataset, SegSample, read_image, read_label
+from isnet.meta import IMAGENET_MEAN_255 as IMAGENET_MEAN
+from isnet.meta import IMAGENET_STD_255 as IMAGENET_STD
 
 FUZZ = settings(
     deadline=None,

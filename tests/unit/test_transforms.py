@@ -14,8 +14,6 @@ from scipy import stats
 from torch.utils.data import DataLoader, Dataset
 
 from isnet.data.transforms import (
-    IMAGENET_MEAN_255,
-    IMAGENET_STD_255,
     CatMaxRatioCrop,
     CenterPad,
     HorizontalFlipSwapPairs,
@@ -29,7 +27,7 @@ from isnet.data.transforms import (
     select_crop,
 )
 from isnet.data.transforms.photometric import convert
-from isnet.meta import dataset_info
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255, dataset_info
 from isnet.meta.datasets import LIP_FLIP_PAIRS
 
 ZOO_DATASETS = ("ade20k", "cocostuff10k", "cityscapes", "lip")

@@ -40,8 +40,6 @@ class ADE20kDataModule(FileSegDataModule, dataset="ade20k"):
 
     Args:
         root: ``ADEChallengeData2016`` or the folder containing it.
-        crop_size: Train crop, reference (512, 512).
-        batch_size: GLOBAL batch, reference 16.
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 

@@ -19,13 +19,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from isnet.data.transforms import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.errors import DataError
+from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255
 
 __all__ = [
-    "IGNORE_INDEX",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "SegSample",
     "SegDataset",
     "SegFileDataset",
@@ -33,13 +30,7 @@ __all__ = [
     "read_label",
     "build_lut",
     "check_label_values",
-    "make_palette",
 ]
-
-IGNORE_INDEX = 255
-# ImageNet statistics in 0-255 units, RGB order (sssegmentation `Normalize` after BGR->RGB).
-IMAGENET_MEAN = IMAGENET_MEAN_255
-IMAGENET_STD = IMAGENET_STD_255
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -49,13 +40,7 @@ _PNG_IEND = b"IEND"
 
 @dataclass(frozen=True)
 class SegSample:
-    """One image/label pair on disk.
-
-    Args:
-        image: Path of the image file.
-        label: Path of the label file.
-        name: Sample id used in logs and for de-duplication (e.g. ``ADE_val_00000001``).
-    """
+    """One image/label pair on disk; ``name`` is the sample id in logs (e.g. ``ADE_val_00000001``)."""
 
     image: Path
     label: Path
@@ -78,21 +63,12 @@ def _check_not_truncated(path: Path, data: bytes) -> None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as RGB uint8 exactly as ``cv2.imread`` decodes it.
+    """Read an image as an (H, W, 3) uint8 RGB array exactly as ``cv2.imread`` decodes it.
 
     ``cv2.imdecode`` with ``IMREAD_COLOR`` applies the EXIF orientation like ``cv2.imread`` (the
     reference's reader), so pixels match the reference; reading the bytes ourselves lets us detect
-    truncated files and non-ASCII paths.
-
-    Args:
-        path: Image file.
-
-    Returns:
-        Array of shape (H, W, 3), dtype uint8, RGB.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        OSError: The file is empty, truncated or not a decodable image.
+    truncated files and non-ASCII paths. Raises ``FileNotFoundError``, or ``OSError`` for an empty,
+    truncated or undecodable file.
     """
     path = Path(path)
     if not path.is_file():
@@ -108,24 +84,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
-    """Read a label map as a 2-D integer array of raw ids.
+    """Read a label map as an (H, W) integer array of raw ids.
 
     PNGs are read with PIL so palette ("P" mode) PNGs give their indices (OpenCV would expand them to
     colours); for the single-channel 8-bit PNGs of the official datasets this equals the reference's
     ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``. ``.mat`` files (COCO-Stuff-10k) are read with
-    ``scipy.io.loadmat(path)[mat_key]``.
-
-    Args:
-        path: Label file (``.png`` or ``.mat``).
-        mat_key: Variable name inside a ``.mat`` file.
-
-    Returns:
-        Integer array of shape (H, W).
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        OSError: The file cannot be decoded.
-        ValueError: The label is not single-channel or the ``.mat`` key is missing.
+    ``scipy.io.loadmat(path)[mat_key]``. Raises ``FileNotFoundError``, ``OSError`` (cannot be decoded) or
+    ``DataError`` (not single-channel, no ``mat_key``).
     """
     path = Path(path)
     if not path.is_file():
@@ -142,7 +107,7 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
             raise DataError(f"Label {path} has no variable {mat_key!r}; found {keys}.")
         label = np.asarray(content[mat_key])
     else:
-        data = path.read_bytes() if path.stat().st_size else b""
+        data = path.read_bytes()
         if not data:
             raise OSError(f"Cannot read label {path}: the file is empty.")
         _check_not_truncated(path, data)
@@ -163,16 +128,10 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
 
 
 def build_lut(mapping: dict[int, int] | None, identity: bool = True) -> np.ndarray:
-    """Build a 256-entry id -> train-id lookup table.
+    """Build a 256-entry int16 id -> train-id table from ``mapping`` (255 = ignore).
 
-    Args:
-        mapping: Raw id -> train id (255 = ignore). Ids not in ``mapping`` keep their value when
-            ``identity`` is true, otherwise they map to -1 (reported as invalid by the check).
-        identity: Whether unmapped ids keep their raw value (the reference leaves them unchanged and then
-            its range assertion fires for the out-of-range ones).
-
-    Returns:
-        int16 array of shape (256,).
+    Unmapped ids keep their value when ``identity`` is true (the reference leaves them unchanged, then its
+    range assertion fires for the out-of-range ones), else map to -1 (reported as invalid by the check).
     """
     lut = np.arange(256, dtype=np.int16) if identity else np.full(256, -1, dtype=np.int16)
     for raw, train_id in (mapping or {}).items():
@@ -189,18 +148,9 @@ def check_label_values(
 ) -> None:
     """Raise if ``raw`` holds ids that map outside [0, K) and are not ``ignore_index``.
 
-    Cheap: a bincount (uint8) or unique (other dtypes) of the raw label, then the 256-entry table on the
-    distinct values only; no image decoding.
-
-    Args:
-        raw: Label as read (raw ids).
-        num_classes: K.
-        path: Label file, named in the error.
-        lut: Raw id -> train id table (:func:`build_lut`), or ``None`` when raw ids are train ids.
-        ignore_index: The ignore value after mapping.
-
-    Raises:
-        ValueError: Naming the file, the offending raw values and what they map to.
+    Cheap: a bincount (uint8) or unique (other dtypes) of the raw label, then the table (:func:`build_lut`,
+    ``None`` when raw ids are train ids) on the distinct values only. The error names ``path``, the offending
+    raw values and what they map to.
     """
     if raw.dtype == np.uint8:
         values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
@@ -224,33 +174,20 @@ def check_label_values(
         )
 
 
-def make_palette(num_classes: int, seed: int = 0) -> list[tuple[int, int, int]]:
-    """Deterministic, well-spread RGB palette for datasets without an official one."""
-    rng = np.random.default_rng(seed)
-    colours = rng.integers(0, 256, size=(num_classes, 3))
-    return [tuple(int(c) for c in row) for row in colours]
-
-
 class SegDataset(Dataset):
     """Base of the datasets: turns the ``(image, label)`` pair of :meth:`load` into a sample dict.
 
     Train samples are transformed jointly (``transform(image=, mask=)``); eval samples transform the image
     only and keep the label at the original resolution, because evaluation resizes predictions back to the
-    original size (sssegmentation `test.py`). Without a transform the image is only normalised with
-    ``mean``/``std``. Subclasses set the attributes below and implement :meth:`load` and :meth:`sample_name`.
-
-    Attributes:
-        transform: Albumentations ``Compose`` (or any callable taking ``image=``, ``mask=`` and returning a
-            dict with ``image`` (3,h,w) float tensor and ``mask``), or ``None``.
-        train: Whether ``transform`` is a joint train transform (else applied to the image only).
-        mean: Normalisation mean without a transform (RGB, 0-255 units).
-        std: Normalisation std without a transform (RGB, 0-255 units).
+    original size (sssegmentation `test.py`). Without a ``transform`` (an albumentations ``Compose``) the
+    image is only normalised with ``mean``/``std`` (RGB, 0-255 units). Subclasses set these attributes and
+    implement :meth:`load` and :meth:`sample_name`.
     """
 
     transform: Callable[..., dict[str, Any]] | None = None
     train: bool = True
-    mean: Sequence[float] = IMAGENET_MEAN
-    std: Sequence[float] = IMAGENET_STD
+    mean: Sequence[float] = IMAGENET_MEAN_255
+    std: Sequence[float] = IMAGENET_STD_255
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample ``index`` untransformed: (H, W, 3) uint8 RGB and (H, W) uint8 train ids, 255 = ignore."""
@@ -262,9 +199,7 @@ class SegDataset(Dataset):
 
     def reseed(self, seed: int) -> None:
         """Re-seed the transform's random state (albumentations keeps its own, separate from numpy)."""
-        if callable(getattr(self.transform, "reseed", None)):  # TorchSeededCompose
-            self.transform.reseed(seed)
-        elif callable(getattr(self.transform, "set_random_seed", None)):  # a plain albumentations Compose
+        if callable(getattr(self.transform, "set_random_seed", None)):
             self.transform.set_random_seed(seed)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -288,11 +223,9 @@ class SegFileDataset(SegDataset):
         samples: The pairs to read.
         num_classes: K; mapped labels must lie in [0, K) or equal ``ignore_index``.
         lut: Raw id -> train id table from :func:`build_lut`, or ``None`` (raw labels are train ids).
-        transform: See :class:`SegDataset`.
-        train: Whether the transform is a joint train transform (else applied to the image only).
+        transform: See :class:`SegDataset`; ``train``: whether it is a joint train transform.
         check_labels: Whether to run :func:`check_label_values` on each label.
-        ignore_index: Ignore value (255).
-        label_reader: Function reading a label path into raw ids (defaults to :func:`read_label`).
+        label_reader: Function reading a label path into raw ids.
     """
 
     samples: Sequence[SegSample]
@@ -308,15 +241,10 @@ class SegFileDataset(SegDataset):
         return len(self.samples)
 
     def sample_name(self, index: int) -> str:
-        """The sample's file id (e.g. ``ADE_val_00000001``)."""
         return self.samples[index].name
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Read, map and check one sample without transforming it.
-
-        Returns:
-            ``(image, label)``: (H, W, 3) uint8 RGB and (H, W) uint8 train ids with 255 = ignore.
-        """
+        """Read, map and check one sample without transforming it."""
         sample = self.samples[index]
         image = read_image(sample.image)
         raw = self.label_reader(sample.label)

@@ -17,16 +17,14 @@ from typing import Any
 import numpy as np
 
 from isnet.data.datamodule import FileSegDataModule
-from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut
+from isnet.data.datasets.base import SegSample, build_lut
 from isnet.data.datasets.listing import list_pairs, read_id_list
 from isnet.errors import ConfigError
-from isnet.meta import dataset_info
+from isnet.meta import IGNORE_INDEX
 
 __all__ = ["CityscapesDataModule", "labelids_to_trainids"]
 
-INFO = dataset_info("cityscapes")
-CITYSCAPES_LABELID_LUT = build_lut(INFO.label_map, identity=False)
-CITYSCAPES_TRAINID_LUT = build_lut({**{t: t for t in range(INFO.num_classes)}, 255: 255}, identity=False)
+_TRAINID_LUT = build_lut({**{t: t for t in range(19)}, IGNORE_INDEX: IGNORE_INDEX}, identity=False)
 
 _LABEL_TYPES = ("auto", "labelIds", "labelTrainIds")
 _LAYOUT = (
@@ -38,7 +36,7 @@ _LAYOUT = (
 
 def labelids_to_trainids(label_ids: np.ndarray) -> np.ndarray:
     """Map a labelIds image to train ids (uint8, 255 = ignore) with the official table."""
-    lut = CITYSCAPES_LABELID_LUT.copy()
+    lut = CityscapesDataModule.lut.copy()
     lut[lut < 0] = IGNORE_INDEX
     return lut[label_ids.astype(np.uint8)].astype(np.uint8)
 
@@ -50,49 +48,35 @@ class CityscapesDataModule(FileSegDataModule, dataset="cityscapes"):
         root: Folder holding ``leftImg8bit/`` and ``gtFine/``.
         label_type: "labelTrainIds", "labelIds", or "auto" (train ids when every image of the split has
             them, else label ids).
-        crop_size: Train crop (h, w), reference (512, 1024).
-        batch_size: GLOBAL batch, reference 16.
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
     layout = _LAYOUT
     prepare_script = "scripts/prepare_cityscapes.py"
 
-    def __init__(
-        self,
-        root: str | Path,
-        label_type: str = "auto",
-        crop_size: Any = INFO.train_pipeline["crop_size"],
-        batch_size: int = 16,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, root: str | Path, label_type: str = "auto", **kwargs: Any) -> None:
         if label_type not in _LABEL_TYPES:
             raise ConfigError(f"label_type must be one of {list(_LABEL_TYPES)}, got {label_type!r}.")
-        super().__init__(root=root, crop_size=crop_size, batch_size=batch_size, **kwargs)
+        super().__init__(root=root, **kwargs)
         self.label_type = label_type
 
     def label_lut(self, samples: list[SegSample]) -> np.ndarray:
-        """Train-id files pass through; labelIds files go through the official table."""
+        """Train-id files pass through; labelIds files go through the official table (``lut``)."""
         if samples and samples[0].label.name.endswith("_gtFine_labelTrainIds.png"):
-            return CITYSCAPES_TRAINID_LUT
-        return CITYSCAPES_LABELID_LUT
-
-    def _image_ids(self, split: str, image_dir: Path) -> tuple[list[str], Path | None]:
-        list_file = self.root / f"{split}.txt"
-        ids = read_id_list(list_file)
-        if ids is None:
-            ids = sorted(
-                str(p.relative_to(image_dir))[: -len(".png")] for p in image_dir.glob("*/*_leftImg8bit.png")
-            )
-            return ids, None
-        return [i[: -len(".png")] if i.endswith(".png") else i for i in ids], list_file
+            return _TRAINID_LUT
+        return self.lut
 
     def list_samples(self, split: str) -> list[SegSample]:
         """Pairs of ``split``, choosing labelTrainIds or labelIds files (and the matching table)."""
         image_dir = self.root / "leftImg8bit" / split
         label_dir = self.root / "gtFine" / split
         self.require(image_dir, label_dir, split=split)
-        ids, list_file = self._image_ids(split, image_dir)
+        list_file: Path | None = self.root / f"{split}.txt"
+        ids = read_id_list(list_file)
+        if ids is None:
+            list_file, found = None, image_dir.glob("*/*_leftImg8bit.png")
+            ids = sorted(str(p.relative_to(image_dir)).removesuffix(".png") for p in found)
+        ids = [i.removesuffix(".png") for i in ids]
         label_type = self.label_type
         if label_type == "auto":
             has_train_ids = all(

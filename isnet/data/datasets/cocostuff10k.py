@@ -5,10 +5,8 @@ Reproduces sssegmentation `ssseg/modules/datasets/coco.py` (``COCOStuff10kDatase
 lists ``imageLists/{train,test}.txt``, train resize (2048, 512) x U[0.5, 2.0), crop 512x512, eval on the
 ``test`` split (1,000 images) resized to (2048, 512) keeping the ratio. There is no 182 -> 171 remapping:
 the 11 COCO thing slots that are never annotated stay as classes and drop out of mIoU through the
-NaN-mean. Class names follow COCO-Stuff's ``labels.txt`` (ids 1..182); the palette is mmseg's COCO-Stuff
-palette for the 171 annotated classes and white for the 11 unused slots. PNG labels of raw ids in
-``annotations_png/<id>.png`` (written by ``scripts/prepare_cocostuff10k.py``) are preferred when present
-because they load much faster than ``.mat`` files.
+NaN-mean (names and palette: ``isnet.meta``). PNG labels of raw ids in ``annotations_png/<id>.png`` (written
+by ``scripts/prepare_cocostuff10k.py``) are preferred when present because they load much faster than ``.mat``.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ class COCOStuff10kDataModule(FileSegDataModule, dataset="cocostuff10k"):
 
     Args:
         root: Folder holding ``images/``, ``annotations/`` and ``imageLists/``.
-        crop_size: Train crop, reference (512, 512).
-        batch_size: GLOBAL batch, reference 16.
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 

@@ -28,9 +28,11 @@ import numpy as np
 import yaml
 
 from isnet.data.datamodule import FileSegDataModule
-from isnet.data.datasets.base import IGNORE_INDEX, SegSample, build_lut, make_palette
+from isnet.data.datasets.base import SegSample, build_lut
 from isnet.data.datasets.listing import IMAGE_SUFFIXES
 from isnet.errors import ConfigError, DataError
+from isnet.meta import IGNORE_INDEX
+from isnet.viz import default_palette
 
 __all__ = ["FolderDataModule", "load_classes_yaml"]
 
@@ -41,15 +43,11 @@ _LAYOUT = (
 
 
 def load_classes_yaml(path: Path) -> dict[str, Any]:
-    """Read and check ``classes.yaml``.
+    """Read and check ``classes.yaml`` (the errors name the key and the file).
 
     Returns:
         Dict with ``classes`` (list[str]), ``palette`` (list of RGB tuples), ``ignore_index`` (int) and
         ``lut`` (256-entry int16 table raw -> train id, 255 = ignore, -1 = invalid).
-
-    Raises:
-        FileNotFoundError: The file is missing.
-        ValueError: A key is missing or malformed; the message names the key and the file.
     """
     if not path.is_file():
         raise FileNotFoundError(f"Class file not found: {path}. Expected layout: {_LAYOUT}.")
@@ -67,39 +65,28 @@ def load_classes_yaml(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: at most 255 classes are supported (255 is the ignore value), got {k}.")
     palette = content.get("palette")
     if palette is None:
-        palette = make_palette(k)
-    else:
-        ok = isinstance(palette, list) and len(palette) == k
-        ok = ok and all(
-            isinstance(c, list | tuple) and len(c) == 3 and all(0 <= int(v) <= 255 for v in c)
-            for c in palette
+        palette = default_palette(k)
+    elif not (isinstance(palette, list) and len(palette) == k) or not all(
+        isinstance(c, list | tuple) and len(c) == 3 and all(0 <= int(v) <= 255 for v in c) for c in palette
+    ):
+        raise DataError(
+            f"{path}: 'palette' must be a list of {k} [r, g, b] triples in 0..255, got {palette!r}."
         )
-        if not ok:
-            raise DataError(
-                f"{path}: 'palette' must be a list of {k} [r, g, b] triples in 0..255, got {palette!r}."
-            )
-        palette = [tuple(int(v) for v in c) for c in palette]
     ignore = content.get("ignore_index", IGNORE_INDEX)
     if not isinstance(ignore, int) or not 0 <= ignore <= 255:
         raise DataError(f"{path}: 'ignore_index' must be an int in 0..255, got {ignore!r}.")
     mapping = content.get("mapping")
-    if mapping is None:
-        if ignore < k:
-            raise DataError(
-                f"{path}: ignore_index {ignore} collides with class index {ignore}; add a 'mapping'."
-            )
-        lut = build_lut({ignore: IGNORE_INDEX}, identity=True)
-    else:
-        if not isinstance(mapping, dict):
-            raise DataError(f"{path}: 'mapping' must be a dict raw value -> class index, got {mapping!r}.")
-        table: dict[int, int] = {ignore: IGNORE_INDEX}
-        for raw, train in mapping.items():
-            if not (isinstance(raw, int) and 0 <= raw <= 255 and isinstance(train, int)):
-                raise DataError(f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index.")
-            if not (0 <= train < k or train == IGNORE_INDEX):
-                raise DataError(f"{path}: mapping {raw} -> {train} is outside [0, {k}) and not 255.")
-            table[raw] = train
-        lut = build_lut(table, identity=False)
+    if mapping is None and ignore < k:
+        raise DataError(f"{path}: ignore_index {ignore} collides with class index {ignore}; add a 'mapping'.")
+    if mapping is not None and not isinstance(mapping, dict):
+        raise DataError(f"{path}: 'mapping' must be a dict raw value -> class index, got {mapping!r}.")
+    for raw, train in (mapping or {}).items():
+        if not (isinstance(raw, int) and 0 <= raw <= 255 and isinstance(train, int)):
+            raise DataError(f"{path}: mapping entry {raw!r}: {train!r} must map 0..255 to a class index.")
+        if not (0 <= train < k or train == IGNORE_INDEX):
+            raise DataError(f"{path}: mapping {raw} -> {train} is outside [0, {k}) and not 255.")
+    lut = build_lut({ignore: IGNORE_INDEX, **(mapping or {})}, identity=mapping is None)
+    palette = [tuple(int(v) for v in c) for c in palette]
     return {"classes": list(classes), "palette": palette, "ignore_index": ignore, "lut": lut}
 
 

@@ -17,9 +17,6 @@ from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample
 from isnet.data.datasets.listing import list_pairs, read_id_list
 from isnet.errors import ConfigError
-from isnet.meta import dataset_info
-
-INFO = dataset_info("lip")
 
 __all__ = ["LIPDataModule", "find_lip_dirs"]
 
@@ -33,36 +30,19 @@ _LAYOUT = (
 
 
 def find_lip_dirs(root: Path, split: str, layout: str = "auto") -> tuple[Path, Path, Path | None] | None:
-    """Locate the image folder, label folder and id list of ``split``; ``None`` if not found.
-
-    Args:
-        root: Dataset folder.
-        split: "train" or "val".
-        layout: "official", "flat" or "auto" (official first, then flat).
-
-    Returns:
-        ``(image_dir, label_dir, list_file or None)``.
-    """
+    """Locate ``(image_dir, label_dir, id list or None)`` of ``split`` ("train" or "val") in ``layout``
+    ("official", "flat" or "auto": official first, then flat); ``None`` if not found."""
+    official, annotations = root / "TrainVal_images", root / "TrainVal_parsing_annotations"
     candidates = []
     if layout in ("auto", "official"):
-        ann = root / "TrainVal_parsing_annotations"
-        for label_dir in (ann / f"{split}_segmentations", ann / ann.name / f"{split}_segmentations"):
-            candidates.append(
-                (
-                    root / "TrainVal_images" / f"{split}_images",
-                    label_dir,
-                    root / "TrainVal_images" / f"{split}_id.txt",
-                )
-            )
+        candidates += [(official, annotations), (official, annotations / annotations.name)]
     if layout in ("auto", "flat"):
-        candidates.append(
-            (root / f"{split}_images", root / f"{split}_segmentations", root / f"{split}_id.txt")
-        )
-    for image_dir, label_dir, list_file in candidates:
+        candidates.append((root, root))
+    for image_root, label_root in candidates:
+        image_dir, label_dir = image_root / f"{split}_images", label_root / f"{split}_segmentations"
         if image_dir.is_dir() and label_dir.is_dir():
-            if not list_file.is_file() and (root / f"{split}_id.txt").is_file():
-                list_file = root / f"{split}_id.txt"
-            return image_dir, label_dir, list_file if list_file.is_file() else None
+            lists = [p for p in (image_root / f"{split}_id.txt", root / f"{split}_id.txt") if p.is_file()]
+            return image_dir, label_dir, lists[0] if lists else None
     return None
 
 
@@ -72,35 +52,16 @@ class LIPDataModule(FileSegDataModule, dataset="lip"):
     Args:
         root: Folder with the official or the flat layout.
         layout: "auto", "official" or "flat".
-        crop_size: Train crop, reference (473, 473).
-        batch_size: GLOBAL batch, reference 32 (R-50/R-101) or 40 (S-101).
-        ratio_range: Square-resize jitter, reference (0.75, 1.25).
         **kwargs: :class:`~isnet.data.datamodule.FileSegDataModule` / ``SegDataModule`` arguments.
     """
 
     layout = _LAYOUT
     prepare_script = "scripts/prepare_lip.py"
 
-    def __init__(
-        self,
-        root: str | Path,
-        layout: str = "auto",
-        crop_size: Any = INFO.train_pipeline["crop_size"],
-        batch_size: int = INFO.batch_size,
-        ratio_range: Any = INFO.train_pipeline["ratio_range"],
-        test_keep_ratio: bool = INFO.test_pipeline["keep_ratio"],
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, root: str | Path, layout: str = "auto", **kwargs: Any) -> None:
         if layout not in _LAYOUTS:
             raise ConfigError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}.")
-        super().__init__(
-            root=root,
-            crop_size=crop_size,
-            batch_size=batch_size,
-            ratio_range=ratio_range,
-            test_keep_ratio=test_keep_ratio,
-            **kwargs,
-        )
+        super().__init__(root=root, **kwargs)
         self.layout_kind = layout
 
     def list_samples(self, split: str) -> list[SegSample]:

@@ -33,19 +33,12 @@ def list_pairs(
     label_name: Callable[[str], str] | None = None,
     list_file: Path | None = None,
 ) -> list[SegSample]:
-    """Pair every image with its label.
+    """Pair every image ``<image_dir>/<id><image_suffix>`` with its label ``<label_dir>/<stem><label_suffix>``.
 
     Args:
-        image_dir: Folder with the images.
-        label_dir: Folder with the labels.
-        ids: Ids (file stems, may contain sub-folders) to use; ``None`` lists ``image_dir``.
-        image_suffix: Image extension (with the dot).
-        label_suffix: Label extension (with the dot).
+        ids: Ids (file stems, may contain sub-folders), in the order of the result; ``None`` lists ``image_dir``.
         label_name: Maps an image id to the label file stem (default: the same stem).
         list_file: The id list the ids came from, named in errors.
-
-    Returns:
-        Samples sorted as the ids (or by file name when listing).
 
     Raises:
         FileNotFoundError: An image from the list or a label is missing; the message names both paths.

@@ -31,7 +31,6 @@ __all__ = [
     "unzip_requested",
     "write_id_list",
     "write_label_png",
-    "write_text",
 ]
 
 T = TypeVar("T")
@@ -62,12 +61,10 @@ class PrepareReport:
         return text
 
 
-def prepare_parser(
-    doc: str | None, root: str, root_help: str = "output / dataset folder", archive: str | None = None
-) -> argparse.ArgumentParser:
+def prepare_parser(doc: str | None, root: str, archive: str | None = None) -> argparse.ArgumentParser:
     """The options of the prepare scripts: ``--root``, ``--force`` and, given the ``archive`` name, ``--zip``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path(root), help=root_help)
+    parser.add_argument("--root", type=Path, default=Path(root), help="output / dataset folder")
     parser.add_argument("--force", action="store_true", help="overwrite existing files that differ")
     if archive is not None:
         parser.add_argument("--zip", type=Path, default=None, help=f"{archive} (skip if already unzipped)")
@@ -81,12 +78,8 @@ def unzip_requested(args: argparse.Namespace) -> PrepareReport:
 
 def progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
     """Iterate with a rich progress bar on stderr."""
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
+    description_column = TextColumn("[progress.description]{task.description}")
+    columns = (description_column, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
@@ -100,9 +93,7 @@ def extract_zip(
     force: bool = False,
     rename: Callable[[str], str | None] | None = None,
 ) -> PrepareReport:
-    """Unpack ``zip_path`` into ``dest`` without replacing differing files unless ``force``.
-
-    A file that already exists with the member's size counts as unchanged (so re-running is cheap).
+    """Unpack ``zip_path`` into ``dest``; an existing file of the member's size counts as unchanged.
 
     Args:
         zip_path: The archive.
@@ -110,15 +101,9 @@ def extract_zip(
         force: Overwrite existing files whose size differs.
         rename: Maps a member name to its output path relative to ``dest`` (``None`` skips the member).
 
-    Returns:
-        What was written, left alone and kept.
-
     Raises:
-        FileNotFoundError: The archive does not exist.
-        ValueError: A member would be written outside ``dest``.
+        DataError: A member would be written outside ``dest``.
     """
-    if not zip_path.is_file():
-        raise FileNotFoundError(f"Archive not found: {zip_path}")
     report = PrepareReport()
     dest = dest.resolve()
     with zipfile.ZipFile(zip_path) as zf:
@@ -162,14 +147,10 @@ def _write_once(
     return report
 
 
-def write_text(path: Path, text: str, force: bool = False) -> PrepareReport:
-    """Write ``text`` unless the file already holds it; keep a differing file unless ``force``."""
-    return _write_once(path, lambda p: p.read_text() == text, lambda p: p.write_text(text), force)
-
-
 def write_id_list(path: Path, ids: Sequence[str], force: bool = False) -> PrepareReport:
     """Write a split list, one id per line (what ``isnet.data.datasets.listing.read_id_list`` reads)."""
-    return write_text(path, "".join(f"{i}\n" for i in ids), force)
+    text = "".join(f"{i}\n" for i in ids)
+    return _write_once(path, lambda p: p.read_text() == text, lambda p: p.write_text(text), force)
 
 
 def write_label_png(path: Path, label: np.ndarray, force: bool = False) -> PrepareReport:

@@ -18,8 +18,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from isnet.data.datamodule import SegDataModule
-from isnet.data.datasets.base import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, SegDataset
+from isnet.data.datasets.base import SegDataset
 from isnet.errors import ConfigError
+from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.utils.pairs import as_pair
 
 __all__ = ["SyntheticSegDataset", "SyntheticDataModule", "synthetic_class_colours"]
@@ -29,11 +30,7 @@ _N_PATTERNS = 5
 
 
 def synthetic_class_colours(num_classes: int) -> np.ndarray:
-    """Base RGB colour of every class: hues spread evenly, background (class 0) grey-ish.
-
-    Returns:
-        float32 array (K, 3) in 0-255.
-    """
+    """Base RGB colour of every class, float32 (K, 3) in 0-255: hues spread evenly, background (0) grey-ish."""
     colours = np.zeros((num_classes, 3), dtype=np.float32)
     colours[0] = (118, 112, 104)
     for k in range(1, num_classes):
@@ -62,21 +59,10 @@ def _pattern(
 
 @dataclass(eq=False, repr=False)
 class SyntheticSegDataset(SegDataset):
-    """Deterministic procedural scenes.
+    """``length`` deterministic scenes of ``image_size`` (h, w) with ``num_classes`` classes (0 = background).
 
-    Args:
-        num_classes: K (class 0 is the background, 1..K-1 are shape classes).
-        image_size: (h, w) of every image.
-        length: Number of samples.
-        split: "train", "val" or "test" (selects an independent random stream).
-        seed: Data seed.
-        train: Whether ``transform`` is a joint train transform (else the image is only normalised and
-            the mask returned at full resolution).
-        transform: Optional albumentations train ``Compose`` (``augment=True`` in the DataModule).
-        boundary_ignore: Width in pixels of an ignore (255) band along shape borders, 0 = none.
-        noise_std: Std of the additive Gaussian pixel noise (0-255 units).
-        mean: Normalisation mean (RGB, 0-255).
-        std: Normalisation std (RGB, 0-255).
+    ``split`` ("train", "val" or "test") and ``seed`` select independent random streams; the other fields are
+    those of :class:`SyntheticDataModule` and :class:`~isnet.data.datasets.base.SegDataset`.
     """
 
     num_classes: int
@@ -88,12 +74,10 @@ class SyntheticSegDataset(SegDataset):
     transform: Any = None
     boundary_ignore: int = 0
     noise_std: float = 8.0
-    mean: Sequence[float] = IMAGENET_MEAN
-    std: Sequence[float] = IMAGENET_STD
+    mean: Sequence[float] = IMAGENET_MEAN_255
+    std: Sequence[float] = IMAGENET_STD_255
 
     def __post_init__(self) -> None:
-        if self.split not in _SPLIT_CODES:
-            raise ConfigError(f"split must be one of {list(_SPLIT_CODES)}, got {self.split!r}.")
         self.colours = synthetic_class_colours(self.num_classes)
         # Per-class texture: (pattern kind, frequency, angle), fixed by K only.
         rng = np.random.default_rng([self.num_classes, 7919])
@@ -129,15 +113,10 @@ class SyntheticSegDataset(SegDataset):
         return label
 
     def sample_name(self, index: int) -> str:
-        """``synthetic_<split>_<index:06d>``."""
         return f"synthetic_{self.split}_{index:06d}"
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Render sample ``index``.
-
-        Returns:
-            ``(image, label)``: (h, w, 3) uint8 RGB and (h, w) uint8 with values in [0, K) or 255.
-        """
+        """Render sample ``index``: (h, w, 3) uint8 RGB and (h, w) uint8 labels in [0, K) or 255."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} synthetic samples.")
         rng = np.random.default_rng([self.seed, _SPLIT_CODES[self.split], index])
@@ -175,7 +154,7 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
         boundary_ignore: Width of an ignore band (255) along shape borders, 0 = none.
         noise_std: Pixel noise std (0-255 units).
         crop_size: Train crop when ``augment`` is true; defaults to ``image_size``.
-        **kwargs: :class:`SegDataModule` arguments (batch_size, num_workers, seed, ...).
+        **kwargs: :class:`SegDataModule` arguments (batch_size, seed, ...).
     """
 
     def __init__(
@@ -188,7 +167,6 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
         boundary_ignore: int = 0,
         noise_std: float = 8.0,
         crop_size: int | Sequence[int] | None = None,
-        batch_size: int = 8,
         num_workers: int = 0,
         pin_memory: bool = False,
         **kwargs: Any,
@@ -206,13 +184,8 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
         if noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {noise_std!r}.")
         kwargs.setdefault("scale", (4 * max(size), min(size)))
-        super().__init__(
-            crop_size=crop_size if crop_size is not None else size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            **kwargs,
-        )
+        crop_size = size if crop_size is None else crop_size
+        super().__init__(crop_size=crop_size, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
         self.image_size = size
         self.num_train = num_train
         self.num_val = num_val
@@ -223,7 +196,6 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
         self.palette = [tuple(int(c) for c in row) for row in synthetic_class_colours(num_classes)]
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
-        """Build the procedural dataset of ``split``."""
         transform = self.build_train_transform() if (train and self.augment) else None
         return SyntheticSegDataset(
             num_classes=self.num_classes,

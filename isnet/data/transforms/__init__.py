@@ -1,26 +1,21 @@
 """Data transforms reproducing sssegmentation's ISNet pipelines, as albumentations 2.0 transforms.
 
-Public entry points are :func:`build_train_transforms` and :func:`build_test_transforms`; the single
-transforms are exported for reuse and testing.
+Public entry points are :func:`build_train_transforms` and :func:`build_test_transforms`, which check their
+arguments; the single transforms are exported for reuse and testing.
 """
 
 from __future__ import annotations
 
-from isnet.meta.datasets import IMAGENET_MEAN_255, IMAGENET_STD_255  # re-exported for the data package
-
-from .cast import MaskToInt64
 from .compose import TorchSeededCompose
 from .crop import CatMaxRatioCrop, crop_is_accepted, select_crop
-from .flip import HorizontalFlipSwapPairs, swap_label_pairs
+from .flip import HorizontalFlipSwapPairs
 from .padding import CenterPad, center_pad
 from .photometric import PhotoMetricDistortion
-from .pipelines import build_test_transforms, build_train_transforms
-from .resize import RandomResizeRatio, resized_shape
+from .pipelines import MaskToInt64, build_test_transforms, build_train_transforms
+from .resize import RandomResizeRatio
 from .rotate import RandomRotation
 
 __all__ = [
-    "IMAGENET_MEAN_255",
-    "IMAGENET_STD_255",
     "CatMaxRatioCrop",
     "CenterPad",
     "HorizontalFlipSwapPairs",
@@ -33,7 +28,5 @@ __all__ = [
     "build_train_transforms",
     "center_pad",
     "crop_is_accepted",
-    "resized_shape",
     "select_crop",
-    "swap_label_pairs",
 ]

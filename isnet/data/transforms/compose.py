@@ -26,12 +26,7 @@ __all__ = ["TorchSeededCompose"]
 
 
 class TorchSeededCompose(A.Compose):
-    """``A.Compose`` with one shared generator, reseeded from ``torch.initial_seed()`` when it changes.
-
-    Args:
-        transforms: The transforms, applied in order.
-        **kwargs: Passed to ``A.Compose``; ``seed`` pins the state until the torch seed changes.
-    """
+    """``A.Compose`` with one shared generator, reseeded from ``torch.initial_seed()`` when it changes."""
 
     _torch_seed: int | None = None
 
@@ -40,9 +35,6 @@ class TorchSeededCompose(A.Compose):
 
         With an int ``seed`` the state holds until ``torch.initial_seed()`` changes (e.g. in a new
         DataLoader worker); with ``None`` the next call seeds from ``torch.initial_seed()``.
-
-        Args:
-            seed: Non-negative int, or ``None``.
         """
         self.seed = seed
         self.set_random_state(np.random.default_rng(seed), random.Random(seed))

@@ -15,10 +15,7 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from isnet.errors import ConfigError
 from isnet.utils.pairs import as_pair
-
-from .checks import check_label
 
 __all__ = ["CatMaxRatioCrop", "crop_is_accepted", "select_crop"]
 
@@ -38,12 +35,8 @@ def _valid_counts(window: np.ndarray, ignore_index: int) -> np.ndarray:
 
 
 def crop_is_accepted(counts: np.ndarray, cat_max_ratio: float) -> bool:
-    """The reference's acceptance rule: > 1 label and ``max(count) / sum(count) < cat_max_ratio``.
-
-    Args:
-        counts: Pixel counts of the non-ignore labels in the window.
-        cat_max_ratio: The largest allowed share of one label.
-    """
+    """The reference's rule for the pixel ``counts`` of a window's non-ignore labels: > 1 label and
+    ``max(count) / sum(count) < cat_max_ratio``."""
     return bool(counts.size > 1 and counts.max() / counts.sum() < cat_max_ratio)
 
 
@@ -59,8 +52,7 @@ def select_crop(
 
     Args:
         mask: Label map (H, W), or ``None`` (then the first window is taken).
-        image_hw: Image ``(H, W)``.
-        crop_hw: Requested crop ``(h, w)``; clipped to the image per side.
+        image_hw, crop_hw: Image ``(H, W)`` and requested crop ``(h, w)``, clipped to the image per side.
         draw: ``draw(n)`` returns a uniform int in ``[0, n)``; called for top, then left, per try.
         cat_max_ratio: See :func:`crop_is_accepted`.
         ignore_index: Label that is not counted.
@@ -103,12 +95,8 @@ class CatMaxRatioCrop(A.DualTransform):
     ) -> None:
         super().__init__(p=p)
         self.crop_size = as_pair(crop_size, "crop_size")
-        if isinstance(cat_max_ratio, bool) or not (
-            isinstance(cat_max_ratio, int | float) and 0 < cat_max_ratio <= 1
-        ):
-            raise ConfigError(f"cat_max_ratio must be a number in (0, 1], got {cat_max_ratio!r}")
-        self.cat_max_ratio = float(cat_max_ratio)
-        self.ignore_index = check_label("ignore_index", ignore_index)
+        self.cat_max_ratio = cat_max_ratio
+        self.ignore_index = ignore_index
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         """Run the retry loop on the mask; ``window=None`` means "leave uncropped"."""
@@ -121,22 +109,12 @@ class CatMaxRatioCrop(A.DualTransform):
         )
         return {"window": window}
 
-    @staticmethod
-    def _crop(arr: np.ndarray, window: tuple[int, int, int, int] | None) -> np.ndarray:
-        if window is None:
-            return arr
-        top, left, h, w = window
-        return arr[top : top + h, left : left + w]
-
     def apply(self, img: np.ndarray, window: tuple[int, int, int, int] | None, **params: Any) -> np.ndarray:
-        """Crop the image to the chosen window."""
-        return self._crop(img, window)
-
-    def apply_to_mask(
-        self, mask: np.ndarray, window: tuple[int, int, int, int] | None, **params: Any
-    ) -> np.ndarray:
-        """Crop the label to the same window."""
-        return self._crop(mask, window)
+        """Crop the image (and, through ``apply_to_mask``, the label) to the chosen window."""
+        if window is None:
+            return img
+        top, left, h, w = window
+        return img[top : top + h, left : left + w]
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("crop_size", "cat_max_ratio", "ignore_index")

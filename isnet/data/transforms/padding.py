@@ -24,22 +24,12 @@ import numpy as np
 
 from isnet.utils.pairs import as_pair
 
-from .checks import check_label
-
 __all__ = ["CenterPad", "center_pad"]
 
 
 def center_pad(arr: np.ndarray, size: tuple[int, int], value: float) -> np.ndarray:
-    """Pad (or crop, for negative amounts) ``arr`` around its centre to ``size``.
-
-    Args:
-        arr: Array (H, W) or (H, W, C).
-        size: Target ``(h, w)``.
-        value: Constant fill value.
-
-    Returns:
-        Array of spatial size ``size``.
-    """
+    """Pad ``arr`` (H, W) or (H, W, C) with ``value`` (or crop it, for negative amounts) around its centre to
+    the spatial size ``size`` (h, w)."""
     height, width = arr.shape[:2]
     top = (size[0] - height) // 2
     bottom = size[0] - height - top
@@ -68,15 +58,13 @@ class CenterPad(A.DualTransform):
     ) -> None:
         super().__init__(p=p)
         self.size = as_pair(size, "size")
-        self.image_fill = float(image_fill)
-        self.ignore_index = check_label("ignore_index", ignore_index)
+        self.image_fill = image_fill
+        self.ignore_index = ignore_index
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        """Pad the image with ``image_fill``."""
         return center_pad(img, self.size, self.image_fill)
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        """Pad the label with ``ignore_index``."""
         return center_pad(mask, self.size, self.ignore_index)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

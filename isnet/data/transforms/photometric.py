@@ -26,10 +26,6 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from isnet.errors import ConfigError
-
-from .checks import check_range
-
 __all__ = ["PhotoMetricDistortion", "convert"]
 
 
@@ -63,42 +59,25 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
-        if isinstance(brightness_delta, bool) or not (
-            isinstance(brightness_delta, int | float) and brightness_delta >= 0
-        ):
-            raise ConfigError(f"brightness_delta must be a non-negative number, got {brightness_delta!r}")
-        if (
-            isinstance(hue_delta, bool)
-            or not isinstance(hue_delta, (int, np.integer))
-            or not 0 < hue_delta <= 90
-        ):
-            raise ConfigError(f"hue_delta must be an int in [1, 90] (OpenCV hue units), got {hue_delta!r}")
-        self.brightness_delta = float(brightness_delta)
-        self.contrast_range = check_range("contrast_range", contrast_range)
-        self.saturation_range = check_range("saturation_range", saturation_range)
-        self.hue_delta = int(hue_delta)
-
-    def _coin(self) -> bool:
-        # np.random.randint(2) in the reference: apply when it draws 1.
-        return bool(self.random_generator.integers(2))
+        self.brightness_delta = brightness_delta
+        self.contrast_range = contrast_range
+        self.saturation_range = saturation_range
+        self.hue_delta = hue_delta
 
     def get_params(self) -> dict[str, Any]:
-        """Draw every step's on/off flag and value; ``None`` means the step is skipped."""
+        """Draw every step's on/off flag and value, in the reference's order; ``None`` skips the step."""
         rng = self.random_generator
-        brightness = (
-            float(rng.uniform(-self.brightness_delta, self.brightness_delta)) if self._coin() else None
-        )
-        contrast_first = bool(rng.integers(2))
-        contrast = float(rng.uniform(*self.contrast_range)) if self._coin() else None
-        saturation = float(rng.uniform(*self.saturation_range)) if self._coin() else None
-        hue = int(rng.integers(-self.hue_delta, self.hue_delta)) if self._coin() else None
-        return {
-            "brightness": brightness,
-            "contrast_first": contrast_first,
-            "contrast": contrast,
-            "saturation": saturation,
-            "hue": hue,
-        }
+
+        def coin() -> bool:  # np.random.randint(2) in the reference: apply when it draws 1
+            return bool(rng.integers(2))
+
+        delta = self.brightness_delta
+        params: dict[str, Any] = {"brightness": float(rng.uniform(-delta, delta)) if coin() else None}
+        params["contrast_first"] = coin()
+        params["contrast"] = float(rng.uniform(*self.contrast_range)) if coin() else None
+        params["saturation"] = float(rng.uniform(*self.saturation_range)) if coin() else None
+        params["hue"] = int(rng.integers(-self.hue_delta, self.hue_delta)) if coin() else None
+        return params
 
     def apply(
         self,

@@ -17,33 +17,7 @@ import numpy as np
 
 from isnet.utils.pairs import as_pair
 
-from .checks import check_range
-
-__all__ = ["RandomResizeRatio", "resized_shape"]
-
-
-def resized_shape(
-    height: int, width: int, target: tuple[int, int], keep_ratio: bool = True
-) -> tuple[int, int]:
-    """Output ``(height, width)`` of the reference resize for one image.
-
-    Args:
-        height: Input image height.
-        width: Input image width.
-        target: The (already jittered) target size ``(A, B)``; its order does not matter.
-        keep_ratio: Keep the aspect ratio (ADE20k, COCOStuff, Cityscapes) or not (LIP).
-
-    Returns:
-        ``(new_height, new_width)``.
-    """
-    if keep_ratio:
-        scale = min(max(target) / max(height, width), min(target) / min(height, width))
-        # At least 1 pixel: for extreme aspect ratios (e.g. 1x4097) the reference rounds a side to 0 and crashes.
-        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
-    # The reference puts the long target side along the image's long side (portrait if h > w).
-    if height > width:
-        return max(target), min(target)
-    return min(target), max(target)
+__all__ = ["RandomResizeRatio"]
 
 
 class RandomResizeRatio(A.DualTransform):
@@ -68,12 +42,11 @@ class RandomResizeRatio(A.DualTransform):
     ) -> None:
         super().__init__(p=p)
         self.scale = as_pair(scale, "scale")
-        self.ratio_range = None if ratio_range is None else check_range("ratio_range", ratio_range)
-        self.keep_ratio = bool(keep_ratio)
-        self.resize_mask = bool(resize_mask)
+        self.ratio_range = ratio_range
+        self.keep_ratio = keep_ratio
+        self.resize_mask = resize_mask
 
     def get_params(self) -> dict[str, Any]:
-        """Draw the ratio (``1.0`` without jitter)."""
         if self.ratio_range is None:
             return {"ratio": 1.0}
         low, high = self.ratio_range
@@ -81,14 +54,17 @@ class RandomResizeRatio(A.DualTransform):
         return {"ratio": float(self.random_generator.random() * (high - low) + low)}
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """Turn the ratio into the output size for this image."""
+        """Turn the ratio into the output ``(h, w)`` of this image (see the module docstring)."""
         height, width = params["shape"][:2]
-        ratio = params["ratio"]
-        target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
-        return {"out_hw": resized_shape(height, width, target, self.keep_ratio)}
+        target = (int(self.scale[0] * params["ratio"]), int(self.scale[1] * params["ratio"]))
+        if self.keep_ratio:
+            scale = min(max(target) / max(height, width), min(target) / min(height, width))
+            # At least 1 pixel: for extreme aspect ratios (e.g. 1x4097) the reference rounds a side to 0 and crashes.
+            return {"out_hw": (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))}
+        # The reference puts the long target side along the image's long side (portrait if h > w).
+        return {"out_hw": (max(target), min(target)) if height > width else (min(target), max(target))}
 
     def apply(self, img: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:
-        """Resize the image bilinearly (cv2 ``INTER_LINEAR``)."""
         return cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
 
     def apply_to_mask(self, mask: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:

@@ -14,10 +14,6 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from isnet.errors import ConfigError
-
-from .checks import check_label
-
 __all__ = ["RandomRotation"]
 
 
@@ -33,31 +29,25 @@ class RandomRotation(A.DualTransform):
 
     def __init__(self, max_angle: int = 30, image_fill: float = 0.0, ignore_index: int = 255, p: float = 0.6):
         super().__init__(p=p)
-        if isinstance(max_angle, bool) or not isinstance(max_angle, (int, np.integer)) or max_angle <= 0:
-            raise ConfigError(f"max_angle must be a positive int (degrees), got {max_angle!r}")
-        self.max_angle = int(max_angle)
-        self.image_fill = float(image_fill)
-        self.ignore_index = check_label("ignore_index", ignore_index)
+        self.max_angle = max_angle
+        self.image_fill = image_fill
+        self.ignore_index = ignore_index
 
     def get_params(self) -> dict[str, Any]:
-        """Draw the angle in ``-max_angle .. max_angle - 1``."""
         return {"angle": int(self.random_generator.integers(-self.max_angle, self.max_angle))}
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """Build the 2x3 rotation matrix about the image centre ``(w/2, h/2)``."""
         height, width = params["shape"][:2]
         matrix = cv2.getRotationMatrix2D(center=(width / 2, height / 2), angle=params["angle"], scale=1)
         return {"matrix": matrix}
 
     def apply(self, img: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
-        """Rotate the image (bicubic, constant border ``image_fill``)."""
         height, width = img.shape[:2]
         return cv2.warpAffine(
             img, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=(self.image_fill,) * 4
         )
 
     def apply_to_mask(self, mask: np.ndarray, matrix: np.ndarray, **params: Any) -> np.ndarray:
-        """Rotate the label (nearest, constant border ``ignore_index``)."""
         height, width = mask.shape[:2]
         return cv2.warpAffine(
             mask, matrix, (width, height), flags=cv2.INTER_NEAREST, borderValue=float(self.ignore_index)
