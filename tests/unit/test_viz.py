@@ -20,7 +20,6 @@ from isnet.viz import (
     prediction_panel,
     save_figure,
     save_image,
-    side_by_side,
 )
 
 PALETTE = [(10, 20, 30), (200, 0, 0), (0, 255, 0)]
@@ -75,16 +74,11 @@ def test_default_palette_is_distinct_and_deterministic() -> None:
         default_palette(0)
 
 
-def test_side_by_side_and_save(tmp_path) -> None:
-    a = np.zeros((4, 3, 3), np.uint8)
-    b = np.full((4, 2, 3), 9, np.uint8)
-    joined = side_by_side(a, b, gap=2)
-    assert joined.shape == (4, 7, 3)
-    assert joined[:, 3:5].min() == 255 and joined[:, 5:].max() == 9
-    path = save_image(tmp_path / "sub" / "x.png", joined)
-    np.testing.assert_array_equal(np.asarray(Image.open(path)), joined)
-    with pytest.raises(ValueError, match="share their height"):
-        side_by_side(a, np.zeros((5, 2, 3), np.uint8))
+def test_save_image(tmp_path) -> None:
+    image = np.zeros((4, 7, 3), np.uint8)
+    image[:, 3:5] = 255
+    path = save_image(tmp_path / "sub" / "x.png", image)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
 
 
 def test_plot_curves_writes_png(tmp_path) -> None:
