@@ -33,10 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _known_name(name: str) -> bool:
     """Whether a type name printed by another process (``module.Type``) is a known error."""
-    if name.startswith(("isnet.errors.", "omegaconf.errors.")):
-        return True
     builtin = getattr(builtins, name, None)
-    return isinstance(builtin, type) and issubclass(builtin, OSError)
+    known_builtin = isinstance(builtin, type) and issubclass(builtin, OSError)
+    return known_builtin or name.startswith(("isnet.errors.", "omegaconf.errors."))
 
 
 def error_line(err: BaseException) -> str | None:
@@ -57,9 +56,8 @@ def error_line(err: BaseException) -> str | None:
         elif isinstance(cause, OmegaConfBaseException):  # the first line; the rest repeats the key
             return text.splitlines()[0] if text else type(cause).__name__
         elif isinstance(cause, KNOWN_ERRORS):
-            return (
-                " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(cause).__name__
-            )
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            return " ".join(lines) or type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     return None
 
@@ -93,10 +91,9 @@ _RUN_DIRS: dict[str, str] = {}
 
 
 def unique_dir(base: str) -> str:
-    """``base`` if no such folder exists yet, else ``base_1``, ``base_2``, ... (first free name).
+    """``base`` if no such folder exists yet, else the first free ``base_1``, ``base_2``, ...
 
-    The choice is remembered per process, so re-resolving the interpolation (Hydra and Lightning's DDP
-    launcher both read ``hydra.run.dir`` again after the folder was created) returns the same folder.
+    Remembered per process: Hydra and Lightning's DDP launcher re-resolve ``hydra.run.dir`` after creating it.
     """
     if base not in _RUN_DIRS:
         candidate, n = base, 0

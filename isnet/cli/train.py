@@ -27,8 +27,7 @@ from isnet.cli.utils import (
     SafeCheckpointIO,
     build_module,
     claim_run_dir,
-    instantiate_callbacks,
-    instantiate_loggers,
+    instantiate_group,
     is_child_process,
     release_run_dir,
     resolve_ckpt_path,
@@ -69,15 +68,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         pl.seed_everything(cfg.seed, workers=True)
     # The reference trains in full FP32: TF32 off for matmuls and convolutions (ssseg/train.py).
     allow_tf32 = bool(cfg.get("allow_tf32", False))
-    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
 
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_module(cfg.model, datamodule)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks, loggers = instantiate_group(cfg, "callbacks"), instantiate_group(cfg, "logger")
+    plugins = [SafeCheckpointIO()]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins
     )
 
     claimed = not is_child_process() and not (output_dir / RUN_MARKER).is_file()
@@ -123,21 +121,18 @@ def _last_checkpoint(trainer: pl.Trainer) -> str | None:
         Path(path)
         for callback in trainer.checkpoint_callbacks
         for path in (callback.last_model_path, "" if callback.monitor else callback.best_model_path)
-        if path
+        if path and Path(path).is_file()
     ]
-    existing = [p for p in paths if p.is_file()]
-    return str(max(existing, key=lambda p: p.stat().st_mtime_ns)) if existing else None
+    return str(max(paths, key=lambda p: p.stat().st_mtime_ns)) if paths else None
 
 
 def _report(metrics: dict[str, Any], output_dir: Path) -> None:
     from rich.console import Console
 
     console = Console()
-    shown = {
-        k: v for k, v in metrics.items() if k.split("/")[-1] in ("mIoU", "aAcc", "mIoU_best", "mIoU_ms_flip")
-    }
-    for key, value in sorted(shown.items()):
-        if isinstance(value, float) and math.isfinite(value):
+    for key, value in sorted(metrics.items()):
+        shown = key.split("/")[-1] in ("mIoU", "aAcc", "mIoU_best", "mIoU_ms_flip")
+        if shown and isinstance(value, float) and math.isfinite(value):
             console.print(f"{key}: {100 * value:.2f}%")
     console.print(f"elapsed: {metrics['elapsed_s']:.0f} s")
     print(f"Run folder: {output_dir.resolve()}", flush=True)  # plain print: never wrapped, easy to copy
