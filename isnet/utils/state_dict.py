@@ -33,16 +33,10 @@ def mismatch_report(
 ) -> str | None:
     """List unmapped, missing, unexpected and mis-shaped keys, or return ``None`` when the two agree exactly.
 
-    Args:
-        converted: the file's tensors, already renamed to the target's key names.
-        unmapped: the file's keys that no renaming rule matched.
-        target: the model's state dict.
-        source_label: how a mis-shaped line names the file side ("checkpoint (7,) vs model (512,)").
-        target_label: how it names the model side.
-        limit: keys shown per category before "... and N more".
+    ``converted`` holds the file's tensors renamed to the keys of ``target`` (the model's state dict),
+    ``unmapped`` the file's keys no rule matched; a mis-shaped line reads "<key>: checkpoint (7,) vs model
+    (512,)" with the two labels; ``limit`` keys are shown per category before "... and N more".
     """
-    missing = sorted(set(target) - set(converted))
-    unexpected = sorted(set(converted) - set(target))
     mismatched = [
         f"{k}: {source_label} {tuple(v.shape)} vs {target_label} {tuple(target[k].shape)}"
         for k, v in converted.items()
@@ -51,8 +45,8 @@ def mismatch_report(
     parts = []
     for title, items in (
         ("unmapped", unmapped),
-        ("missing", missing),
-        ("unexpected", unexpected),
+        ("missing", sorted(set(target) - set(converted))),
+        ("unexpected", sorted(set(converted) - set(target))),
         ("shape mismatch", mismatched),
     ):
         if items:
