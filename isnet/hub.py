@@ -3,8 +3,8 @@
 Model-zoo names are our experiment names (``isnet_r50_d8_ade20k``) or the released file names
 (``isnet_resnet50os8_ade20k``). Released checkpoints are downloaded into torch's hub cache
 (``$TORCH_HOME/hub/checkpoints``; a file already there is used offline) and loaded strictly with
-:func:`isnet.from_sssegmentation` (``weights_only=True``). ``$ISNET_ZOO_URL`` replaces the release URL with a
-template (``{name}``: ``isnet_resnet50os8_ade20k``, ``{file}``: ``isnet_resnet50os8_ade20k.pth``), e.g. a mirror.
+:func:`isnet.from_sssegmentation` (``weights_only=True``). ``$ISNET_ZOO_URL`` replaces the release URL with
+a template (``{name}``: ``isnet_resnet50os8_ade20k``, ``{file}``: ``isnet_resnet50os8_ade20k.pth``).
 Nothing here imports the data stack.
 """
 
@@ -71,7 +71,7 @@ def zoo_urls(name: str) -> list[str]:
 
 
 def download_checkpoint(name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """Download a released checkpoint (unless cached) and return its path ``<cache folder>/<released name>.pth``.
+    """Download a released checkpoint (unless cached); returns ``<cache folder>/<released name>.pth``.
 
     Args:
         name: model-zoo name.
@@ -116,8 +116,8 @@ def from_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progr
         progress: show a download progress bar on stderr.
 
     Returns:
-        The model in eval mode, with its dataset's ``class_names`` and ``palette`` and ``meta["recipe"]`` = the
-        experiment name (:func:`isnet.meta.recipe` gives its settings and published mIoU).
+        The model in eval mode, with its dataset's ``class_names`` and ``palette`` and ``meta["recipe"]`` =
+        the experiment name (:func:`isnet.meta.recipe` gives its settings and published mIoU).
 
     Raises:
         ValueError: unknown name.

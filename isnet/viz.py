@@ -41,7 +41,7 @@ IGNORE_COLOUR = (0, 0, 0)
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """A deterministic palette of ``num_classes`` RGB triples with well separated hues, for data without one."""
+    """A deterministic palette of ``num_classes`` RGB triples with well separated hues (data without one)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     golden = 0.618033988749895  # golden-ratio hue steps keep neighbouring ids far apart in colour
@@ -73,7 +73,7 @@ def colorize(
     ignore_index: int = 255,
     ignore_colour: Sequence[int] = IGNORE_COLOUR,
 ) -> np.ndarray:
-    """Turn a class-id mask ``(H, W)`` (ids in ``[0, K)`` or ``ignore_index``) into a uint8 RGB image ``(H, W, 3)``.
+    """Turn a class-id mask ``(H, W)`` (ids in ``[0, K)`` or ``ignore_index``) into uint8 RGB ``(H, W, 3)``.
 
     Args:
         mask: Class ids.
@@ -101,7 +101,10 @@ def denormalize(
     mean: Sequence[float] = IMAGENET_MEAN_255,
     std: Sequence[float] = IMAGENET_STD_255,
 ) -> np.ndarray:
-    """Undo the normalisation (``mean``/``std`` in 0-255 units) of a model input ``(3, H, W)``: uint8 ``(H, W, 3)``."""
+    """Undo the normalisation (``mean``/``std`` in 0-255 units) of a model input ``(3, H, W)``.
+
+    Returns: uint8 RGB ``(H, W, 3)``.
+    """
     array = _to_numpy(image).astype(np.float64)
     array = array * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None]
     return np.clip(np.rint(array), 0, 255).astype(np.uint8).transpose(1, 2, 0)
@@ -209,7 +212,7 @@ def prediction_panel(
     """Draw ``image | ground truth | prediction`` with titles and a legend of the classes shown.
 
     The legend lists only the classes present in the label or the prediction, so a picture of a 150-class data
-    set stays readable; its patches carry the exact palette colours, while the masks are blended with ``alpha``.
+    set stays readable; its patches carry the exact palette colours, the masks are blended with ``alpha``.
 
     Args:
         image: uint8 RGB image ``(H, W, 3)`` (e.g. from :func:`denormalize`).

@@ -8,8 +8,8 @@ Examples::
 
 ``ckpt`` may be our checkpoint, a Lightning ``.ckpt`` of this project, a released sssegmentation ``.pth`` or a
 model-zoo name. Evaluation uses the data's test split (the reference's evaluation split) and, with
-``ms_flip=true``, the experiment's multi-scale + flip settings. With ``plots=true`` a per-class IoU bar chart and
-the row-normalised confusion matrix are written next to the JSON (or into ``plots_dir``).
+``ms_flip=true``, the experiment's multi-scale + flip settings. With ``plots=true`` a per-class IoU bar chart
+and the row-normalised confusion matrix are written next to the JSON (or into ``plots_dir``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plo
 
 
 def inference_settings(cfg: DictConfig) -> InferenceConfig:
-    """The test-time settings selected by ``inference`` / ``ms_flip`` / ``experiment_name`` (eval and predict).
+    """The test-time settings that ``inference`` / ``ms_flip`` / ``experiment_name`` select (eval, predict).
 
     Raises:
         ConfigError: ``ms_flip=true`` without an experiment.

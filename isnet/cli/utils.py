@@ -160,7 +160,7 @@ def run_metadata() -> dict[str, Any]:
 
 def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
     """Mark ``output_dir`` as this run's folder: write ``run.json`` (metadata) and ``config.yaml`` (resolved
-    config); a resume in the same folder appends a ``resumed`` entry and writes ``config.resumed-<time>.yaml``.
+    config); a resume in the same folder appends a ``resumed`` entry and a ``config.resumed-<time>.yaml``.
 
     Raises:
         RunFolderError: ``output_dir`` already holds a run (``run.json`` or ``checkpoints/``) and this is not

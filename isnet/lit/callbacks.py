@@ -228,8 +228,8 @@ class PredictionOverlays(pl.Callback):
     def _panels(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str, count: int
     ) -> Iterator[tuple[int, str, np.ndarray]]:
-        """Yield ``(index, file-safe name, RGB panel)`` for the first ``count`` samples of ``datamodule.<attr>``
-        (predicted in eval mode; the module's mode is restored afterwards)."""
+        """Yield ``(index, file-safe name, RGB panel)`` for the first ``count`` samples of
+        ``datamodule.<attr>`` (predicted in eval mode; the module's mode is restored afterwards)."""
         datamodule = trainer.datamodule
         dataset = getattr(datamodule, attr, None)
         if dataset is None:
@@ -257,7 +257,7 @@ class PredictionOverlays(pl.Callback):
 
                     rgb = cv2.resize(rgb, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
                 raw_name = str(sample.get("name", f"{index:04d}"))
-                panel = prediction_panel(rgb, mask, pred, pl_module.class_names, palette, ignore_index=ignore_index,
+                panel = prediction_panel(rgb, mask, pred, pl_module.class_names, palette, ignore_index,
                                          title=raw_name, alpha=self.alpha,
                                          panel_height=max(self.min_height, int(mask.shape[0])))  # fmt: skip
                 yield index, raw_name.replace("/", "_"), panel

@@ -1,14 +1,14 @@
-"""LightningModule that trains and evaluates ISNet as sssegmentation does (``ssseg/train.py``, ``ssseg/test.py``).
+"""LightningModule that trains and evaluates ISNet as sssegmentation does (``ssseg/{train,test}.py``).
 
-* loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4 on logits upsampled to the crop (:class:`ISNetLoss`);
+* loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4 on logits upsampled to the crop (``ISNetLoss``);
 * optimiser: plain SGD over **one** parameter group (weight decay on every parameter, BN and biases included,
   no nesterov), learning rate set before every step by the poly rule (:class:`isnet.lit.schedule.PolyLR`)
   over ``T = max_epochs * steps_per_epoch`` steps;
 * evaluation: the stage-2 logits at feature resolution (of the fast copy that
   :func:`isnet.accel.optimize_for_inference` builds at the start of each evaluation epoch) are resized straight
-  to the **original** label size by :mod:`isnet.inference` and accumulated into a dataset-level confusion matrix
-  (:class:`isnet.metrics.SegmentationIoU`). Under DDP the DataModule's evaluation loaders split the images
-  without padding, so every image is counted exactly once.
+  to the **original** label size by :mod:`isnet.inference` and accumulated into a dataset-level confusion
+  matrix (:class:`isnet.metrics.SegmentationIoU`). Under DDP the DataModule's evaluation loaders split the
+  images without padding, so every image is counted exactly once.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class ISNetModule(pl.LightningModule):
         power: Poly exponent (0.9).
         loss_weights: Weights of the ``stage2``, ``stage1`` and ``aux`` cross-entropy terms (1.0, 0.4, 0.4).
         ignore_index: Label value excluded from the loss and the metrics (255).
-        inference: Validation/test :class:`isnet.inference.InferenceConfig` fields; ``None`` is the reference's
-            single-scale whole-image logits.
+        inference: Validation/test :class:`isnet.inference.InferenceConfig` fields; ``None`` is the
+            reference's single-scale whole-image logits.
         test_inference: Settings for ``trainer.test`` only (e.g. multi-scale + flip); ``None`` = ``inference``.
         class_names: K class names for per-class results; ``None`` gives ``class_0 ... class_{K-1}``.
         flip_pairs: Class pairs whose channels swap under a horizontal test-time flip (LIP).

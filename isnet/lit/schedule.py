@@ -19,7 +19,7 @@ __all__ = ["PolyLR", "poly_lr", "steps_per_epoch"]
 
 
 def poly_lr(step: int, total_steps: int, base_lr: float, min_lr: float, power: float = 0.9) -> float:
-    """Learning rate of optimizer step ``t = step`` (0-based) of ``T = total_steps``, reaching ``min_lr`` at ``T``.
+    """Learning rate of optimizer step ``t = step`` (0-based) of ``T = total_steps``; ``min_lr`` at ``T``.
 
     Evaluated in the reference's order (``coeff * (base_lr - min_lr) + min_lr``) so that the values are
     bit-identical. Steps past ``total_steps`` stay at ``min_lr`` (the reference never gets there).

@@ -22,8 +22,8 @@ __all__ = ["SegmentationIoU", "confusion_matrix", "metrics_from_confusion_matrix
 def confusion_matrix(preds: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
     """``int64`` ``(K, K)`` matrix ``M[t, p]`` = number of valid pixels labelled ``t`` and predicted ``p``.
 
-    ``preds`` (class ids in ``[0, K)``) and ``target`` have the same shape. A pixel is valid when its label lies
-    in ``[0, K)`` and is not ``ignore_index``; every other pixel is dropped together with its prediction, as the
+    ``preds`` (class ids in ``[0, K)``) and ``target`` have the same shape. A pixel is valid when its label
+    lies in ``[0, K)`` and is not ``ignore_index``; every other pixel is dropped with its prediction, as the
     reference does after mapping such labels to -1.
     """
     preds = preds.reshape(-1).long()
@@ -36,8 +36,8 @@ def confusion_matrix(preds: Tensor, target: Tensor, num_classes: int, ignore_ind
 
 def metrics_from_confusion_matrix(confmat: Tensor) -> dict[str, Tensor]:
     """The reference's IoU / accuracy numbers of a ``(K, K)`` confusion matrix (rows = label), as float64:
-    ``"mIoU"`` (NaN-mean of ``IoU``), ``"aAcc"`` (the reference's ``all_accuracy``), ``"IoU"`` (``(K,)``, NaN
-    where the union is 0), ``"Acc"`` (``(K,)``, NaN where the label area is 0) and ``"mAcc"`` (NaN-mean of ``Acc``).
+    ``"mIoU"`` (NaN-mean of ``IoU``), ``"aAcc"`` (the reference's ``all_accuracy``), ``"IoU"`` (``(K,)``,
+    NaN where the union is 0), ``"Acc"`` (``(K,)``, NaN where the label area is 0), ``"mAcc"`` (NaN-mean).
     """
     confmat = confmat.double()
     intersect, area_label, area_pred = torch.diagonal(confmat), confmat.sum(dim=1), confmat.sum(dim=0)
@@ -87,8 +87,8 @@ class SegmentationIoU(Metric):
         )
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add one batch: ``preds`` are ``(N, H, W)`` integer class ids or ``(N, K, H, W)`` scores (argmax is
-        taken), ``target`` ``(N, H, W)`` label ids (``ignore_index`` and values outside ``[0, K)`` not counted).
+        """Add one batch: ``preds`` are ``(N, H, W)`` integer class ids or ``(N, K, H, W)`` scores (argmax
+        is taken), ``target`` ``(N, H, W)`` label ids (``ignore_index`` and ids outside ``[0, K)`` skipped).
 
         Raises:
             ValueError: the shapes do not match, ids are not integers or lie outside ``[0, K)``.
