@@ -40,7 +40,7 @@ ZOO_URL_ENV = "ISNET_ZOO_URL"
 
 def list_pretrained() -> list[str]:
     """The 12 model-zoo experiment names, sorted (each also accepted by its released file name)."""
-    return sorted(RECIPES)
+    return list_models()
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -139,13 +139,10 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> ISNet:
     Args:
         name: a recipe name (:func:`list_models`, or its released file name): that recipe's network with its
             dataset's class names and palette; otherwise a backbone name for ``ISNet(name, **kwargs)``.
-        pretrained: recipe: load the released weights (:func:`from_pretrained`; ``kwargs`` may give ``cache_dir``
-            and ``progress``); backbone: ImageNet weights for the backbone (``ISNet``'s ``pretrained``).
+        pretrained: recipe: the released weights (:func:`from_pretrained`, ``kwargs`` may give ``cache_dir`` and
+            ``progress``); backbone: ImageNet weights for the backbone.
         **kwargs: ``ISNet`` arguments overriding the recipe's (a different ``num_classes`` drops the dataset's
             class names and palette, e.g. for fine-tuning).
-
-    Raises:
-        ValueError: an unknown backbone or bad argument (``ISNet``'s checks).
     """
     try:
         entry = recipe(name)

@@ -125,18 +125,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         split = f"{getattr(datamodule, 'name', 'data')} split '{getattr(datamodule, 'test_split', '?')}'"
         raise DataError(f"{split}{where}: {err}") from err
 
-    suffix = module.test_suffix
-    if module.test_results:  # this process ran the test loop: full float64 precision
-        scores = {k: module.test_results[k] for k in ("mIoU", "aAcc", "IoU")}
-    else:  # spawned workers ran it: read the logged (float32) values
-        metrics = trainer.callback_metrics
-        scores = {
-            "mIoU": float(metrics[f"test/mIoU{suffix}"]),
-            "aAcc": float(metrics[f"test/aAcc{suffix}"]),
-            "IoU": {name: float(metrics[f"test/IoU{suffix}/{name}"]) for name in module.class_names},
-        }
+    suffix, logged = module.test_suffix, trainer.callback_metrics
+    # test_results: this process ran the test loop (float64); else spawned workers did: the logged float32 values
+    scores = module.test_results or {
+        "mIoU": float(logged[f"test/mIoU{suffix}"]),
+        "aAcc": float(logged[f"test/aAcc{suffix}"]),
+        "IoU": {name: float(logged[f"test/IoU{suffix}/{name}"]) for name in module.class_names},
+    }
     result: dict[str, Any] = {
-        **scores,
+        **{k: scores[k] for k in ("mIoU", "aAcc", "IoU")},
         "checkpoint": str(Path(ckpt).resolve()),
         "experiment": cfg.get("experiment_name"),
         "dataset": getattr(datamodule, "name", None),
@@ -183,7 +180,7 @@ def print_results(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    def pct(value: float) -> str:
+    def pct(value: float | None) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
 
     table = Table(

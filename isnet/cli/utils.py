@@ -120,13 +120,10 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
 
 
 def _recent_runs_hint(parent: Path, limit: int = 5) -> str:
-    runs = [
-        p
-        for p in (parent.iterdir() if parent.is_dir() else [])
-        if (p / "checkpoints" / "last.ckpt").is_file()
-    ]
-    runs = sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
-    return (" Recent runs with a last.ckpt: " + ", ".join(str(p) for p in runs)) if runs else ""
+    runs = sorted(
+        (p.parents[1] for p in parent.glob("*/checkpoints/last.ckpt")), key=lambda p: p.stat().st_mtime
+    )
+    return (" Recent runs with a last.ckpt: " + ", ".join(str(p) for p in runs[::-1][:limit])) if runs else ""
 
 
 def _git_describe() -> str | None:
@@ -167,8 +164,7 @@ def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
             a resume.
     """
     marker = output_dir / RUN_MARKER
-    existing = marker.is_file() or (output_dir / "checkpoints").is_dir()
-    if existing and not resuming:
+    if (marker.is_file() or (output_dir / "checkpoints").is_dir()) and not resuming:
         raise RunFolderError(
             f"output folder {output_dir} already holds a run; refusing to overwrite it. Choose a new folder "
             f"(hydra.run.dir=... or paths.output_dir=...) or resume it with ckpt_path=last"

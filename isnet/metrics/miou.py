@@ -93,31 +93,24 @@ class SegmentationIoU(Metric):
         Raises:
             ValueError: the shapes do not match, ids are not integers or lie outside ``[0, K)``.
         """
-        if preds.ndim == target.ndim + 1 and preds.ndim >= 2:
-            expected = (target.shape[0], self.num_classes, *target.shape[1:])
-            if tuple(preds.shape) != expected:
-                raise ValueError(
-                    f"SegmentationIoU.update: score preds of shape {tuple(preds.shape)} do not match target "
-                    f"of shape {tuple(target.shape)}; expected preds of shape {expected} (num_classes="
-                    f"{self.num_classes})"
-                )
-            preds = preds.argmax(dim=1)
-        elif preds.shape == target.shape:
-            if preds.is_floating_point() or preds.is_complex():
-                raise ValueError(
-                    f"SegmentationIoU.update: preds with the target's shape {tuple(target.shape)} must be "
-                    f"integer class ids, got dtype {preds.dtype}; pass (N, K, H, W) scores to use argmax"
-                )
-            if preds.numel() and (int(preds.min()) < 0 or int(preds.max()) >= self.num_classes):
-                raise ValueError(
-                    f"SegmentationIoU.update: predicted class ids must lie in [0, {self.num_classes}), got "
-                    f"values in [{int(preds.min())}, {int(preds.max())}]"
-                )
-        else:
+        shape, ids = tuple(preds.shape), preds.ndim == target.ndim
+        if not ids and preds.ndim == target.ndim + 1 and preds.shape[1:2] == (self.num_classes,):
+            preds = preds.argmax(dim=1)  # scores
+        if preds.shape != target.shape:
+            expected = (target.shape[0], self.num_classes, *target.shape[1:]) if target.ndim else "?"
             raise ValueError(
-                f"SegmentationIoU.update: preds shape {tuple(preds.shape)} does not match target shape "
-                f"{tuple(target.shape)}; preds must be (N, H, W) class ids or (N, K, H, W) scores for a "
-                f"(N, H, W) target"
+                f"SegmentationIoU.update: preds of shape {shape} do not fit a target of shape {tuple(target.shape)}:"
+                f" expected class ids of the target's shape or scores of shape {expected}"
+            )
+        if ids and (preds.is_floating_point() or preds.is_complex()):
+            raise ValueError(
+                f"SegmentationIoU.update: preds with the target's shape must be integer class ids, got dtype "
+                f"{preds.dtype}; pass (N, K, H, W) scores to use argmax"
+            )
+        if ids and preds.numel() and (int(preds.min()) < 0 or int(preds.max()) >= self.num_classes):
+            raise ValueError(
+                f"SegmentationIoU.update: predicted class ids must lie in [0, {self.num_classes}), got values in "
+                f"[{int(preds.min())}, {int(preds.max())}]"
             )
         if target.is_floating_point():
             raise ValueError(f"SegmentationIoU.update: target must hold integer labels, got {target.dtype}")
