@@ -36,9 +36,6 @@ __all__ = [
     "save_image",
 ]
 
-#: Colour of ignored pixels (label 255) in colour masks.
-IGNORE_COLOUR = (0, 0, 0)
-
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
     """A deterministic palette of ``num_classes`` RGB triples with well separated hues (data without one)."""
@@ -71,7 +68,7 @@ def colorize(
     mask: np.ndarray | torch.Tensor,
     palette: Sequence[Sequence[int]],
     ignore_index: int = 255,
-    ignore_colour: Sequence[int] = IGNORE_COLOUR,
+    ignore_colour: Sequence[int] = (0, 0, 0),
 ) -> np.ndarray:
     """Turn a class-id mask ``(H, W)`` (ids in ``[0, K)`` or ``ignore_index``) into uint8 RGB ``(H, W, 3)``.
 
@@ -231,9 +228,6 @@ def prediction_panel(
     rgb = _to_numpy(image).astype(np.uint8)
     prediction = _to_numpy(pred).astype(np.int64)
     truth = None if label is None else _to_numpy(label).astype(np.int64)
-    for what, mask in (("pred", prediction), ("label", truth)):
-        if mask is not None and mask.shape != rgb.shape[:2]:
-            raise ValueError(f"{what} must be (H, W) = {rgb.shape[:2]}, got shape {mask.shape}")
     colours = _palette_array(palette)
     if len(class_names) != len(colours):
         raise ValueError(f"class_names has {len(class_names)} entries but palette has {len(colours)} colours")
@@ -328,9 +322,9 @@ def confusion_matrix_figure(
         ``(figure, normalised)`` with ``normalised`` the float64 ``(K, K)`` array that is drawn.
     """
     counts = _to_numpy(confmat).astype(np.float64)
-    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
+    num_classes = len(counts)
+    if counts.ndim != 2 or counts.shape != (num_classes, num_classes) or not num_classes:
         raise ValueError(f"confmat must be a non-empty (K, K) matrix, got shape {counts.shape}")
-    num_classes = counts.shape[0]
     if len(class_names) != num_classes:
         raise ValueError(
             f"class_names has {len(class_names)} entries but confmat is {num_classes}x{num_classes}"
@@ -343,21 +337,18 @@ def confusion_matrix_figure(
     side = max(4.0, 0.22 * num_classes + 2.5) if labelled else 9.0
     fig = _new_figure(side + 1.0, side)
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(normalised), cmap="Blues", vmin=0.0, vmax=1.0,
-                      interpolation="nearest")  # fmt: skip
+    image = ax.imshow(
+        np.ma.masked_invalid(normalised), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest"
+    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the label's pixels")
-    if labelled:
-        ticks = np.arange(num_classes)
-        ax.set_xticks(ticks, [str(n) for n in class_names], rotation=90, fontsize=7)
-        ax.set_yticks(ticks, [str(n) for n in class_names], fontsize=7)
-        if num_classes <= MAX_CONFUSION_ANNOTATED:
-            for (i, j), value in np.ndenumerate(normalised):
-                if math.isfinite(value):
-                    ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6,
-                            color="white" if value > 0.5 else "black")  # fmt: skip
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    ticks, names = (np.arange(num_classes), [str(n) for n in class_names]) if labelled else ([], [])
+    ax.set_xticks(ticks, names, rotation=90, fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=7)
+    if num_classes <= MAX_CONFUSION_ANNOTATED:
+        for (i, j), value in np.ndenumerate(normalised):
+            if math.isfinite(value):
+                ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if value > 0.5 else "black")  # fmt: skip
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     ax.set_title(title or f"confusion matrix (row-normalised, {num_classes} classes)", fontsize=10)

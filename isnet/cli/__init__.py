@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isnet.errors import IsnetError
 
-__all__ = ["CONFIG_DIR", "compose", "error_line", "one_line_errors", "register_resolvers", "unique_dir"]
+__all__ = ["CONFIG_DIR", "compose", "error_line", "one_line_errors", "unique_dir"]
 
 #: Known errors end a command with one line: the package's own, a missing/unreadable/corrupt file (named in the
 #: message), and a config key that is missing or mistyped. Anything else is a bug and keeps its traceback.
@@ -104,13 +104,8 @@ def unique_dir(base: str) -> str:
     return _RUN_DIRS[base]
 
 
-def register_resolvers() -> None:
-    """Register the ``${unique_dir:...}`` resolver used by ``conf/hydra/default.yaml`` (idempotent)."""
-    if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", unique_dir)
-
-
-register_resolvers()
+if not OmegaConf.has_resolver("unique_dir"):  # used by conf/hydra/default.yaml
+    OmegaConf.register_new_resolver("unique_dir", unique_dir)
 
 
 def compose(

@@ -50,12 +50,10 @@ def _inference_config(name: str, value: dict[str, Any] | InferenceConfig | None)
     return InferenceConfig(**value)
 
 
-def _check_number(name: str, value: Any, low: float = 0.0, allow_low: bool = False) -> None:
+def _check_number(name: str, value: Any, allow_zero: bool = False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (value == low and not allow_low):
-        raise ConfigError(
-            f"{name} must be a finite number {'>=' if allow_low else '>'} {low:g}, got {value!r}"
-        )
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
 
 
 class ISNetModule(pl.LightningModule):
@@ -112,11 +110,11 @@ class ISNetModule(pl.LightningModule):
                 f"model_config.num_classes={model_config['num_classes']} disagrees with num_classes={num_classes}"
             )
         _check_number("lr", lr)
-        _check_number("weight_decay", weight_decay, allow_low=True)
+        _check_number("weight_decay", weight_decay, allow_zero=True)
         _check_number("power", power)
         if not (isinstance(momentum, int | float) and 0.0 <= momentum < 1.0):
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
-        if min_lr is not None and (_check_number("min_lr", min_lr, allow_low=True) or min_lr > lr):
+        if min_lr is not None and (_check_number("min_lr", min_lr, allow_zero=True) or min_lr > lr):
             raise ConfigError(f"min_lr must be <= lr ({lr}), got {min_lr!r}")
         loss_weights = {**_LOSS_WEIGHTS, **(loss_weights or {})}
         if unknown := sorted(set(loss_weights) - set(_LOSS_WEIGHTS)):
@@ -225,9 +223,7 @@ class ISNetModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------------
     # evaluation
-    def _evaluate(
-        self, batch: dict[str, Any], metric: SegmentationIoU, config: InferenceConfig, stage: str
-    ) -> None:
+    def _evaluate(self, batch: dict[str, Any], metric: SegmentationIoU, stage: str) -> None:
         masks = batch.get("mask")
         if masks is None:
             raise DataError(
@@ -240,6 +236,7 @@ class ISNetModule(pl.LightningModule):
         else:
             pairs = [(img.unsqueeze(0), mask.unsqueeze(0)) for img, mask in zip(images, masks, strict=True)]
         predict = self.eval_model().predict_logits
+        config = self.test_inference_config if stage == "test" else self.inference_config
         for image, mask in pairs:
             scores = run_inference(predict, image, mask.shape[-2:], config, self.flip_pairs)
             metric.update(scores.argmax(dim=1), mask)
@@ -260,11 +257,11 @@ class ISNetModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Predict at the original label size and accumulate the confusion matrix."""
-        self._evaluate(batch, self.val_iou, self.inference_config, "validation")
+        self._evaluate(batch, self.val_iou, "validation")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """As :meth:`validation_step`, with the test-time settings."""
-        self._evaluate(batch, self.test_iou, self.test_inference_config, "test")
+        self._evaluate(batch, self.test_iou, "test")
 
     def _log_epoch(self, name: str, value: Tensor | float) -> None:
         # The value is already global (the metric's compute() all-reduces its confusion matrix), so the
