@@ -109,10 +109,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _best_checkpoint(trainer: pl.Trainer) -> str:
     """Path of the best checkpoint of a monitoring ModelCheckpoint ('' when none was written)."""
-    for callback in trainer.checkpoint_callbacks:
-        if getattr(callback, "monitor", None) and getattr(callback, "best_model_path", ""):
-            return callback.best_model_path
-    return ""
+    return next(
+        (cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor and cb.best_model_path), ""
+    )
 
 
 def _last_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -140,12 +139,9 @@ def _report(metrics: dict[str, Any], output_dir: Path) -> None:
 
 def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     """The value of ``optimized_metric`` for Hydra sweepers (``None`` when not configured or not logged)."""
-    if not name:
-        return None
-    if name not in metrics:
+    if name and name not in metrics:
         log.warning("optimized_metric %r was not logged (logged: %s)", name, sorted(metrics))
-        return None
-    return float(metrics[name])
+    return float(metrics[name]) if name and name in metrics else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

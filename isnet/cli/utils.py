@@ -139,18 +139,13 @@ def run_metadata() -> dict[str, Any]:
     """Versions, git state and command line of this process, saved next to the checkpoints."""
     import timm
 
+    versions = {"python": platform.python_version(), **{m.__name__: m.__version__ for m in (torch, timm, pl)}}
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
         "git": _git_describe(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "pytorch_lightning": pl.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        },
+        "versions": {**versions, "cuda": torch.version.cuda, "cudnn": cudnn},
         "host": platform.node(),
     }
 
