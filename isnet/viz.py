@@ -39,8 +39,6 @@ __all__ = [
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
     """A deterministic palette of ``num_classes`` RGB triples with well separated hues (data without one)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     golden = 0.618033988749895  # golden-ratio hue steps keep neighbouring ids far apart in colour
     colours = []
     for k in range(num_classes):
@@ -279,8 +277,6 @@ def per_class_iou_figure(iou: Mapping[str, float], title: str | None = None) -> 
         iou: ``{class name: IoU in 0..1 or NaN}`` (the eval JSON's ``IoU``).
         title: Axes title; ``None`` writes the mIoU over the present classes.
     """
-    if not iou:
-        raise ValueError("per_class_iou_figure needs at least one class")
     values = {str(name): float("nan") if v is None else float(v) for name, v in iou.items()}
     present = sorted(((n, v) for n, v in values.items() if math.isfinite(v)), key=lambda item: -item[1])
     absent = [n for n, v in values.items() if not math.isfinite(v)]
@@ -323,12 +319,6 @@ def confusion_matrix_figure(
     """
     counts = _to_numpy(confmat).astype(np.float64)
     num_classes = len(counts)
-    if counts.ndim != 2 or counts.shape != (num_classes, num_classes) or not num_classes:
-        raise ValueError(f"confmat must be a non-empty (K, K) matrix, got shape {counts.shape}")
-    if len(class_names) != num_classes:
-        raise ValueError(
-            f"class_names has {len(class_names)} entries but confmat is {num_classes}x{num_classes}"
-        )
     rows = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = np.where(rows > 0, counts / rows, np.nan)

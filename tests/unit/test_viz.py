@@ -70,8 +70,6 @@ def test_default_palette_is_distinct_and_deterministic() -> None:
     assert len(palette) == 40 and len(set(palette)) == 40
     assert palette == default_palette(40)
     assert all(0 <= c <= 255 for colour in palette for c in colour)
-    with pytest.raises(ValueError, match="num_classes"):
-        default_palette(0)
 
 
 def test_save_image(tmp_path) -> None:
@@ -164,8 +162,6 @@ def test_per_class_iou_figure_sorts_and_marks_absent_classes(tmp_path) -> None:
     with Image.open(path) as img:
         assert img.format == "PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["iou.png"]  # the temporary file was renamed
-    with pytest.raises(ValueError, match="at least one class"):
-        per_class_iou_figure({})
 
 
 def test_confusion_matrix_figure_is_row_normalised() -> None:
@@ -183,7 +179,3 @@ def test_confusion_matrix_figure_is_row_normalised() -> None:
     fig, normalised = confusion_matrix_figure(many, [f"c{k}" for k in range(41)])
     np.testing.assert_array_equal(normalised, np.eye(41))
     assert list(fig.axes[0].get_xticks()) == [] and list(fig.axes[0].get_yticks()) == []
-    with pytest.raises(ValueError, match="class_names has 2 entries but confmat is 3x3"):
-        confusion_matrix_figure(counts, ["a", "b"])
-    with pytest.raises(ValueError, match="non-empty"):
-        confusion_matrix_figure(np.zeros((2, 3)), ["a", "b"])
