@@ -171,26 +171,10 @@ def plot_curves(history: Mapping[str, Any], path: str | os.PathLike, title: str 
     return save_figure(fig, path)
 
 
-#: Largest class count whose names are written on the confusion-matrix axes (more would be unreadable).
-MAX_CONFUSION_TICK_LABELS = 40
-#: Largest class count whose confusion-matrix cells carry their percentage.
-MAX_CONFUSION_ANNOTATED = 12
-
-
 def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100)
-
-
-def _figure_to_array(fig: Figure) -> np.ndarray:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
-    buffer.seek(0)
-    with Image.open(buffer) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def prediction_panel(
@@ -237,6 +221,7 @@ def prediction_panel(
     present_ids = sorted(set().union(*(np.unique(m[m != ignore_index]).tolist() for _, m in masks)))
 
     from matplotlib.patches import Patch
+    from PIL import Image
 
     height, width = rgb.shape[:2]
     panel_w = panel_height * width / height / 100.0
@@ -262,9 +247,11 @@ def prediction_panel(
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False,
                    handlelength=1.6, handleheight=1.1, columnspacing=1.0, borderaxespad=0.1)  # fmt: skip
-    array = _figure_to_array(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
     fig.clear()
-    return array
+    with Image.open(buffer) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def per_class_iou_figure(iou: Mapping[str, float], title: str | None = None) -> Figure:
@@ -307,7 +294,7 @@ def confusion_matrix_figure(
     """Row-normalised confusion matrix: entry ``(i, j)`` is the share of class-``i`` pixels predicted as ``j``.
 
     Rows sum to 1, so rare and frequent classes are equally readable; a class without labelled pixels has a NaN
-    row, drawn blank. Class names label the axes up to :data:`MAX_CONFUSION_TICK_LABELS` classes.
+    row, drawn blank. Class names label the axes up to 40 classes, percentages the cells up to 12.
 
     Args:
         confmat: ``(K, K)`` pixel counts, rows = label, columns = prediction (the metric's ``confmat`` state).
@@ -323,7 +310,7 @@ def confusion_matrix_figure(
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = np.where(rows > 0, counts / rows, np.nan)
 
-    labelled = num_classes <= MAX_CONFUSION_TICK_LABELS
+    labelled = num_classes <= 40  # more names would be unreadable
     side = max(4.0, 0.22 * num_classes + 2.5) if labelled else 9.0
     fig = _new_figure(side + 1.0, side)
     ax = fig.add_subplot()
@@ -334,7 +321,7 @@ def confusion_matrix_figure(
     ticks, names = (np.arange(num_classes), [str(n) for n in class_names]) if labelled else ([], [])
     ax.set_xticks(ticks, names, rotation=90, fontsize=7)
     ax.set_yticks(ticks, names, fontsize=7)
-    if num_classes <= MAX_CONFUSION_ANNOTATED:
+    if num_classes <= 12:
         for (i, j), value in np.ndenumerate(normalised):
             if math.isfinite(value):
                 ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6,
