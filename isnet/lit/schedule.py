@@ -74,15 +74,12 @@ class PolyLR(LRScheduler):
         self.min_lr = min_lr
         super().__init__(optimizer, last_epoch)
 
-    def _min_lr(self, base_lr: float) -> float:
-        return 0.01 * base_lr if self.min_lr is None else self.min_lr
-
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """Closed form at ``t = last_epoch`` (the number of scheduler steps taken)."""
+        floors = [0.01 * base if self.min_lr is None else self.min_lr for base in self.base_lrs]
         return [
-            poly_lr(self.last_epoch, self.total_steps, base, self._min_lr(base), self.power)
-            for base in self.base_lrs
+            poly_lr(self.last_epoch, self.total_steps, b, m, self.power)
+            for b, m in zip(self.base_lrs, floors)
         ]
 
-    def _get_closed_form_lr(self) -> list[float]:
-        return self.get_lr()
+    _get_closed_form_lr = get_lr
