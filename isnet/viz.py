@@ -57,9 +57,7 @@ def _palette_array(palette: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def _to_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        return array.detach().cpu().numpy()
-    return np.asarray(array)
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
 
 def colorize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import itertools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -96,11 +97,8 @@ def unique_dir(base: str) -> str:
     Remembered per process: Hydra and Lightning's DDP launcher re-resolve ``hydra.run.dir`` after creating it.
     """
     if base not in _RUN_DIRS:
-        candidate, n = base, 0
-        while Path(candidate).exists():
-            n += 1
-            candidate = f"{base}_{n}"
-        _RUN_DIRS[base] = candidate
+        names = (f"{base}_{n}" if n else base for n in itertools.count())
+        _RUN_DIRS[base] = next(name for name in names if not Path(name).exists())
     return _RUN_DIRS[base]
 
 
@@ -127,8 +125,7 @@ def compose(
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig().set_config(cfg)
