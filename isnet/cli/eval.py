@@ -38,11 +38,7 @@ __all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plo
 
 
 def inference_settings(cfg: DictConfig) -> InferenceConfig:
-    """The test-time settings that ``inference`` / ``ms_flip`` / ``experiment_name`` select (eval, predict).
-
-    Raises:
-        ConfigError: ``ms_flip=true`` without an experiment.
-    """
+    """The test-time settings that ``inference`` / ``ms_flip`` / ``experiment_name`` select (eval, predict)."""
     explicit = cfg.get("inference")
     if explicit:
         return InferenceConfig(**OmegaConf.to_container(explicit, resolve=True))
@@ -65,11 +61,7 @@ def compile_setting(cfg: DictConfig) -> bool | dict[str, Any]:
 
 def check_compatible(model: Any, cfg: DictConfig, datamodule: Any, ckpt: str, backbone: bool = True) -> None:
     """Refuse a checkpoint whose class count (or, with an experiment and ``backbone``, backbone) differs from
-    the config (eval and predict).
-
-    Raises:
-        ConfigError: naming the checkpoint's and the config's values.
-    """
+    the config (eval and predict): a ConfigError naming both values."""
     data_name = getattr(datamodule, "name", type(datamodule).__name__)
     if model.num_classes != datamodule.num_classes:
         raise ConfigError(

@@ -37,11 +37,7 @@ __all__ = ["IMAGE_SUFFIXES", "list_images", "main", "predict"]
 
 
 def list_images(spec: str) -> list[Path]:
-    """Expand ``spec`` (an image file, a folder or a glob pattern) into a sorted list of image files.
-
-    Raises:
-        FileNotFoundError: nothing matches (the message names ``spec``).
-    """
+    """Expand ``spec`` (an image file, a folder or a glob pattern) into a sorted list of image files."""
     path = Path(spec).expanduser()
     if path.is_file():
         return [path]

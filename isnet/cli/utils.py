@@ -56,11 +56,7 @@ def is_child_process() -> bool:
 
 
 def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
-    """Build every ``_target_`` entry of the config group ``cfg.<group>`` (``callbacks``, ``logger``).
-
-    Raises:
-        ConfigError: an entry is neither a config nor ``null``.
-    """
+    """Build every ``_target_`` entry of the config group ``cfg.<group>`` (``callbacks``, ``logger``)."""
     objects = []
     for name, conf in (cfg.get(group) or {}).items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
@@ -71,11 +67,8 @@ def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
 
 
 def build_module(model_cfg: DictConfig, datamodule: Any, **overrides: Any) -> Any:
-    """Instantiate the ``model`` config with the class count, names and flip pairs of ``datamodule``.
-
-    Raises:
-        ConfigError: ``model.num_classes`` is set and differs from the data's class count.
-    """
+    """Instantiate the ``model`` config with the class count, names and flip pairs of ``datamodule`` (a
+    ``model.num_classes`` that differs from the data's is a ConfigError)."""
     num_classes = model_cfg.get("num_classes")
     data_classes = int(datamodule.num_classes)
     if num_classes is not None and int(num_classes) != data_classes:
@@ -96,9 +89,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
 
     ``last`` means ``<output_dir>/checkpoints/last.ckpt`` (resume a run in its own folder, selected with
     ``hydra.run.dir=<run folder>``); a run folder means its ``checkpoints/last.ckpt``; a file is used as is.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist (the message lists recent runs that can be resumed).
+    A missing checkpoint is a FileNotFoundError listing recent runs that can be resumed.
     """
     if ckpt_path in (None, "", "null"):
         return None

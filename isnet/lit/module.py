@@ -216,10 +216,8 @@ class ISNetModule(pl.LightningModule):
         #: T, the schedule length in optimizer steps (per rank: max_epochs x per-rank batches per epoch).
         self.total_steps = int(total)
         scheduler = PolyLR(optimizer, total_steps=self.total_steps, power=hp.power, min_lr=hp.min_lr)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        schedule = {"scheduler": scheduler, "interval": "step", "frequency": 1}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     # ------------------------------------------------------------------------------------------------
     # evaluation

@@ -117,10 +117,5 @@ class SegmentationIoU(Metric):
         self.confmat += confusion_matrix(preds, target, self.num_classes, self.ignore_index)
 
     def compute(self) -> dict[str, Tensor]:
-        """Metrics over everything seen since the last reset.
-
-        Returns:
-            Dict with ``"mIoU"``, ``"aAcc"``, ``"mAcc"`` (float64 scalars) and ``"IoU"``, ``"Acc"``
-            (float64 ``(K,)``); see :func:`metrics_from_confusion_matrix`.
-        """
+        """Metrics over everything seen since the last reset (:func:`metrics_from_confusion_matrix`)."""
         return metrics_from_confusion_matrix(self.confmat)
