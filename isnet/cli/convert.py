@@ -25,12 +25,8 @@ __all__ = ["convert", "main"]
 
 
 def convert(src: str | Path, dst: str | Path, force: bool = False) -> Path:
-    """Convert ``src`` (released ``.pth``) to ``dst`` (our format) and return ``dst``.
-
-    Raises:
-        FileExistsError: ``dst`` exists and ``force`` is False.
-        CheckpointError: ``src`` is missing, unsafe or does not map onto ISNet (the message lists keys).
-    """
+    """Convert ``src`` (released ``.pth``) to ``dst`` (our format) and return ``dst``; an existing ``dst`` is
+    replaced only with ``force``."""
     src, dst = Path(src), Path(dst)
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} already exists; pass --force to replace it")

@@ -10,13 +10,9 @@ __all__ = ["mismatch_report", "plain_state_dict"]
 def plain_state_dict(
     state: dict, source: str, error: type[Exception] = ValueError
 ) -> dict[str, torch.Tensor]:
-    """Check that every entry is a tensor and drop a DataParallel/DDP ``module.`` prefix shared by all keys.
-
-    Raises:
-        error: naming ``source`` and the first entries that are not tensors.
-    """
-    non_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if non_tensor:
+    """Check that every entry is a tensor (else raise ``error`` naming ``source`` and the first offenders) and
+    drop a DataParallel/DDP ``module.`` prefix shared by all keys."""
+    if non_tensor := [k for k, v in state.items() if not isinstance(v, torch.Tensor)]:
         raise error(f"{source}: entries that are not tensors: {non_tensor[:5]}")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
