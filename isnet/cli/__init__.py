@@ -1,8 +1,7 @@
 """Command-line entry points (``isnet-train``, ``isnet-eval``, ``isnet-predict``, ``isnet-convert``, ...).
 
-The Hydra configs live in ``conf/`` at the repository root (install the package editable so it is found, or
-pass ``--config-dir``). :func:`compose` builds the same configuration in Python, for tests and notebooks.
-Every ``main`` is wrapped in :func:`one_line_errors`.
+The Hydra configs live in ``conf/`` at the repository root; :func:`compose` builds the same configuration in
+Python. Every ``main`` is wrapped in :func:`one_line_errors`.
 """
 
 from __future__ import annotations
@@ -66,8 +65,7 @@ def error_line(err: BaseException) -> str | None:
 def one_line_errors(main: F) -> F:
     """End a known error of ``main`` with one line ``error: <message>`` on stderr and exit code 1.
 
-    With ``ISNET_DEBUG=1`` the error propagates with its traceback. Put it under ``@hydra.main`` (Hydra lets
-    the ``SystemExit`` through) or around an argparse ``main``.
+    With ``ISNET_DEBUG=1`` the error propagates with its traceback. Goes under ``@hydra.main``.
     """
 
     @functools.wraps(main)

@@ -175,9 +175,8 @@ def print_results(result: dict[str, Any]) -> None:
     def pct(value: float | None) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
 
-    table = Table(
-        "#", "class", "IoU", title=f"{result.get('dataset')} / {result.get('split')}: per-class IoU (%)"
-    )
+    title = f"{result.get('dataset')} / {result.get('split')}: per-class IoU (%)"
+    table = Table("#", "class", "IoU", title=title)
     table.columns[0].justify = table.columns[2].justify = "right"
     for index, (name, value) in enumerate(result["IoU"].items()):
         table.add_row(str(index), name, pct(value))

@@ -135,10 +135,9 @@ class MetricsHistory(pl.Callback):
 class PredictionOverlays(pl.Callback):
     """Save ``image | ground truth | prediction`` panels with a class legend for the first evaluation images.
 
-    Files are written on rank zero after ``trainer.test`` (``stage="test"``) or at the end of ``trainer.fit``
-    (``stage="fit"``), with the module's inference settings, so the pictures show exactly what the metrics
-    measured. When the trainer logs to TensorBoard, the first ``log_images`` validation panels are also logged
-    after every validation epoch, to watch the predictions improve during training.
+    Files are written on rank zero after ``trainer.test`` (``stage="test"``) or ``trainer.fit`` (``"fit"``), with
+    the module's inference settings, so the pictures show what the metrics measured. With a TensorBoard logger
+    the first ``log_images`` validation panels are also logged after every validation epoch.
 
     Args:
         num_images: Number of images to draw into files.
@@ -225,6 +224,7 @@ class PredictionOverlays(pl.Callback):
             palette = [tuple(c) for c in self.palette]
         return palette if len(palette) == num_classes else default_palette(num_classes)
 
+    @torch.no_grad()
     def _panels(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str, count: int
     ) -> Iterator[tuple[int, str, np.ndarray]]:
@@ -239,16 +239,14 @@ class PredictionOverlays(pl.Callback):
         mean = getattr(datamodule, "mean", IMAGENET_MEAN_255)
         std = getattr(datamodule, "std", IMAGENET_STD_255)
         config = pl_module.test_inference_config if attr == "test_dataset" else pl_module.inference_config
+        predict = pl_module.model.predict_logits
         was_training = pl_module.training
         pl_module.eval()
         try:
             for index in range(min(count, len(dataset))):
                 sample = dataset[index]
-                image = sample["image"].to(pl_module.device)
-                mask = sample["mask"]
-                with torch.no_grad():
-                    scores = run_inference(pl_module.model.predict_logits, image[None], mask.shape[-2:], config,
-                                           pl_module.flip_pairs)  # fmt: skip
+                mask, image = sample["mask"], sample["image"][None].to(pl_module.device)
+                scores = run_inference(predict, image, mask.shape[-2:], config, pl_module.flip_pairs)
                 pred = scores.argmax(dim=1)[0].cpu()
                 rgb = denormalize(sample["image"], mean, std)
                 if rgb.shape[:2] != tuple(mask.shape):
