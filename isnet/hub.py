@@ -64,8 +64,7 @@ def zoo_urls(name: str) -> list[str]:
     """URLs to try for a released checkpoint: ``$ISNET_ZOO_URL`` if set, else the release URL and its older
     ``_train`` spelling."""
     entry = resolve_entry(name)
-    template = os.environ.get(ZOO_URL_ENV)
-    if template:
+    if template := os.environ.get(ZOO_URL_ENV):
         return [template.format(name=entry.release_name, file=f"{entry.release_name}.pth")]
     return [entry.url, entry.url.removesuffix(".pth") + "_train.pth"]
 

@@ -91,8 +91,7 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     model = optimize_for_inference(isnet.load_checkpoint(ckpt).to(device), compile=compile_setting(cfg))
     settings = _data_settings(cfg, model)
     config = inference_settings(cfg)
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(cfg.output_dir)  # created by the first file written
     records: list[dict[str, Any]] = []
     used: set[str] = set()
     for path in files:

@@ -33,6 +33,7 @@ from isnet.cli.utils import (
     resolve_ckpt_path,
 )
 from isnet.errors import ConfigError
+from isnet.lit.module import newest_checkpoint
 from isnet.utils.io import write_json
 
 __all__ = ["main", "metric_value", "train"]
@@ -41,9 +42,8 @@ log = logging.getLogger(__name__)
 
 
 def _scalar(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value
+    is_tensor = isinstance(value, torch.Tensor)
+    return (value.item() if value.numel() == 1 else value.tolist()) if is_tensor else value
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,7 +99,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             metrics["test_checkpoint"] = best
 
     metrics["best_checkpoint"] = best or None
-    metrics["last_checkpoint"] = _last_checkpoint(trainer)
+    last = newest_checkpoint(trainer, monitored=False)  # the end-of-epoch checkpoint written last
+    metrics["last_checkpoint"] = str(last) if last else None
     metrics["elapsed_s"] = round(time.time() - start, 1)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
@@ -112,17 +113,6 @@ def _best_checkpoint(trainer: pl.Trainer) -> str:
     return next(
         (cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor and cb.best_model_path), ""
     )
-
-
-def _last_checkpoint(trainer: pl.Trainer) -> str | None:
-    """Path of the end-of-epoch checkpoint written last (``last.ckpt``), if any."""
-    paths = [
-        Path(path)
-        for callback in trainer.checkpoint_callbacks
-        for path in (callback.last_model_path, "" if callback.monitor else callback.best_model_path)
-        if path and Path(path).is_file()
-    ]
-    return str(max(paths, key=lambda p: p.stat().st_mtime_ns)) if paths else None
 
 
 def _report(metrics: dict[str, Any], output_dir: Path) -> None:

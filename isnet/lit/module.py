@@ -31,9 +31,18 @@ from isnet.lit.schedule import PolyLR
 from isnet.metrics import SegmentationIoU
 from isnet.models import ISNet, ISNetLoss
 
-__all__ = ["ISNetModule"]
+__all__ = ["ISNetModule", "newest_checkpoint"]
 
 _LOSS_WEIGHTS = {"stage2": 1.0, "stage1": 0.4, "aux": 0.4}
+
+
+def newest_checkpoint(trainer: Any, monitored: bool = True) -> Path | None:
+    """The newest checkpoint file of the trainer's ModelCheckpoint callbacks, or ``None``; ``monitored=False``
+    skips the best-so-far files of monitoring callbacks (the end-of-epoch checkpoint written last)."""
+    cbs = getattr(trainer, "checkpoint_callbacks", None) or []
+    names = [c.last_model_path for c in cbs] + [c.best_model_path for c in cbs if monitored or not c.monitor]
+    paths = [Path(name) for name in names if name and Path(name).is_file()]
+    return max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
 
 
 def _as_dict(config: InferenceConfig) -> dict[str, Any]:
@@ -186,14 +195,7 @@ class ISNetModule(pl.LightningModule):
 
     def _nonfinite_message(self, losses: dict[str, Tensor], batch_idx: int) -> str:
         terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-        # The newest checkpoint on disk; it predates this step, so its weights are still finite.
-        paths = [
-            Path(path)
-            for callback in getattr(self._trainer, "checkpoint_callbacks", None) or []
-            for path in (callback.last_model_path, callback.best_model_path)
-            if path and Path(path).is_file()
-        ]
-        last = max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
+        last = newest_checkpoint(self._trainer)  # it predates this step, so its weights are still finite
         where = f"the last good checkpoint is {last}" if last else "no checkpoint has been written yet"
         return (
             f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, "
