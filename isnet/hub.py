@@ -34,7 +34,6 @@ __all__ = [
     "zoo_urls",
 ]
 
-#: Environment variable with a URL template (``{name}``, ``{file}``) replacing the release URL.
 ZOO_URL_ENV = "ISNET_ZOO_URL"
 
 

@@ -81,7 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     Returns:
         ``{"mIoU", "aAcc", "IoU": {class: value}, "inference", "checkpoint", "dataset", "split", ...}``, with
-        ``"plots": {"per_class_iou": path, "confusion_matrix": path}`` when ``plots=true``.
+        the paths of the ``"plots"`` when ``plots=true``.
     """
     start = time.time()
     if cfg.get("seed") is not None:

@@ -217,13 +217,6 @@ class PredictionOverlays(pl.Callback):
         for index, name, panel in self._panels(trainer, pl_module, attr, self.num_images):
             self.written.append(save_image(folder / f"{index:02d}_{name}.png", panel))
 
-    def _palette(self, datamodule: Any, num_classes: int) -> list[tuple[int, int, int]]:
-        if isinstance(self.palette, str):
-            palette = list(getattr(datamodule, "palette", []) or []) if self.palette == "data" else []
-        else:
-            palette = [tuple(c) for c in self.palette]
-        return palette if len(palette) == num_classes else default_palette(num_classes)
-
     @torch.no_grad()
     def _panels(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str, count: int
@@ -234,7 +227,11 @@ class PredictionOverlays(pl.Callback):
         dataset = getattr(datamodule, attr, None)
         if dataset is None:
             return
-        palette = self._palette(datamodule, pl_module.hparams.num_classes)
+        palette = self.palette if not isinstance(self.palette, str) else []
+        if self.palette == "data":
+            palette = getattr(datamodule, "palette", None) or []
+        k = pl_module.hparams.num_classes  # a palette of another size is replaced by generated colours
+        palette = [tuple(c) for c in palette] if len(palette) == k else default_palette(k)
         ignore_index = pl_module.hparams.ignore_index
         mean = getattr(datamodule, "mean", IMAGENET_MEAN_255)
         std = getattr(datamodule, "std", IMAGENET_STD_255)

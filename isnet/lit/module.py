@@ -161,8 +161,6 @@ class ISNetModule(pl.LightningModule):
         self.__dict__["_compiled_train"] = None
         self.__dict__["_eval_model"] = None
 
-    # ------------------------------------------------------------------------------------------------
-    # forward / training
     def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
         """Run the network (train mode: dict of logits; eval mode: stage-2 logits at input size)."""
         if self.model.training and self.compile_options is not None:
@@ -221,8 +219,6 @@ class ISNetModule(pl.LightningModule):
         schedule = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
-    # ------------------------------------------------------------------------------------------------
-    # evaluation
     def _evaluate(self, batch: dict[str, Any], metric: SegmentationIoU, stage: str) -> None:
         masks = batch.get("mask")
         if masks is None:

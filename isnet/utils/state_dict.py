@@ -27,12 +27,9 @@ def mismatch_report(
     target_label: str = "model",
     limit: int = 20,
 ) -> str | None:
-    """List unmapped, missing, unexpected and mis-shaped keys, or return ``None`` when the two agree exactly.
-
-    ``converted`` holds the file's tensors renamed to the keys of ``target`` (the model's state dict),
-    ``unmapped`` the file's keys no rule matched; a mis-shaped line reads "<key>: checkpoint (7,) vs model
-    (512,)" with the two labels; ``limit`` keys are shown per category before "... and N more".
-    """
+    """List unmapped, missing, unexpected and mis-shaped keys of ``converted`` (the file's tensors renamed to
+    the keys of the model's ``target``) and ``unmapped`` (its keys no rule matched), naming the two sides with
+    the labels and showing ``limit`` keys per category; ``None`` when the two agree exactly."""
     mismatched = [
         f"{k}: {source_label} {tuple(v.shape)} vs {target_label} {tuple(target[k].shape)}"
         for k, v in converted.items()
