@@ -127,13 +127,12 @@ def overlay(
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image as PNG (folders are created)."""
+    """Write a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image as PNG atomically (folders are created)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp)
+    return Path(path)
 
 
 def plot_curves(history: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
