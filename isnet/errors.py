@@ -1,9 +1,8 @@
 """The errors the package raises on purpose.
 
-Every ``isnet-*`` command and ``scripts/*.py`` ends one of these (and ``OSError``: a missing, unreadable or
-corrupt file, named in the message) with one line ``error: <message>`` on stderr and exit code 1; any other
-exception is a bug and keeps its traceback. ``ISNET_DEBUG=1`` shows the traceback of known errors too.
-Each class also derives from the builtin type callers caught before it existed (``ValueError``).
+Every ``isnet-*`` command ends one of these (and ``OSError``) with one line ``error: <message>`` on stderr and
+exit code 1 (see :func:`isnet.cli.one_line_errors`). Each class also derives from ``ValueError``, which callers
+caught before these existed.
 """
 
 from __future__ import annotations

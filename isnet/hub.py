@@ -1,15 +1,11 @@
 """The model zoo from Python: build a recipe's network, or download a released ISNet checkpoint and get a ready model.
 
-:func:`create_model` builds the network of one of the 12 recipes (:mod:`isnet.meta.recipes`), with its class names
-and palette, randomly initialised or (``pretrained=True``) with the released weights. :func:`from_pretrained` takes
-a model-zoo name (our experiment name ``isnet_r50_d8_ade20k`` or the released file name
-``isnet_resnet50os8_ade20k``), downloads the released sssegmentation checkpoint into torch's hub cache
-(``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``) and loads it strictly with
-:func:`isnet.from_sssegmentation` (read with ``weights_only=True``). A file already in the cache is used without
-downloading, so a checkpoint fetched by hand works offline. Nothing here imports the data stack.
-
-``$ISNET_ZOO_URL`` replaces the release URL with a template (``{name}``: ``isnet_resnet50os8_ade20k``, ``{file}``:
-``isnet_resnet50os8_ade20k.pth``), e.g. a mirror or a local server.
+Model-zoo names are our experiment names (``isnet_r50_d8_ade20k``) or the released file names
+(``isnet_resnet50os8_ade20k``). Released checkpoints are downloaded into torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``; a file already there is used offline) and loaded strictly with
+:func:`isnet.from_sssegmentation` (``weights_only=True``). ``$ISNET_ZOO_URL`` replaces the release URL with
+a template (``{name}``: ``isnet_resnet50os8_ade20k``, ``{file}``: ``isnet_resnet50os8_ade20k.pth``).
+Nothing here imports the data stack.
 """
 
 from __future__ import annotations
@@ -38,13 +34,12 @@ __all__ = [
     "zoo_urls",
 ]
 
-#: Environment variable with a URL template (``{name}``, ``{file}``) replacing the release URL.
 ZOO_URL_ENV = "ISNET_ZOO_URL"
 
 
 def list_pretrained() -> list[str]:
     """The 12 model-zoo experiment names, sorted (each also accepted by its released file name)."""
-    return sorted(RECIPES)
+    return list_models()
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -58,10 +53,6 @@ def resolve_entry(name: str) -> Recipe:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(
-            f"model-zoo name must be a non-empty string, got {name!r}; choose one of {list_pretrained()}"
-        )
     try:
         return recipe(name)
     except KeyError as err:
@@ -72,30 +63,25 @@ def zoo_urls(name: str) -> list[str]:
     """URLs to try for a released checkpoint: ``$ISNET_ZOO_URL`` if set, else the release URL and its older
     ``_train`` spelling."""
     entry = resolve_entry(name)
-    template = os.environ.get(ZOO_URL_ENV)
-    if template:
+    if template := os.environ.get(ZOO_URL_ENV):
         return [template.format(name=entry.release_name, file=f"{entry.release_name}.pth")]
     return [entry.url, entry.url.removesuffix(".pth") + "_train.pth"]
 
 
 def download_checkpoint(name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """Download a released checkpoint (unless cached) and return its path.
+    """Download a released checkpoint (unless cached); returns ``<cache folder>/<released name>.pth``.
 
     Args:
-        name: experiment name (``isnet_r50_d8_ade20k``) or released file name (``isnet_resnet50os8_ade20k``).
+        name: model-zoo name.
         cache_dir: folder for the file; default ``torch.hub.get_dir()/checkpoints``.
         progress: show a progress bar on stderr.
 
-    Returns:
-        ``<cache folder>/<released name>.pth``.
-
     Raises:
         ValueError: unknown name.
-        DownloadError: the download failed; the message gives the URL, a command to download it by hand and the
-            exact path to save it as.
+        DownloadError: the download failed; the message says how to download it by hand and where to save it.
     """
-    entry = resolve_entry(name)
-    return download_cached(zoo_urls(name), cache_dir, progress, file_name=f"{entry.release_name}.pth")
+    file_name = f"{resolve_entry(name).release_name}.pth"
+    return download_cached(zoo_urls(name), cache_dir, progress, file_name=file_name)
 
 
 def resolve_checkpoint(
@@ -123,26 +109,19 @@ def from_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progr
     """A released ISNet, downloaded through torch's hub cache and loaded strictly.
 
     Args:
-        name: one of the 12 model-zoo names, as our experiment name (``isnet_r50_d8_ade20k``) or the released
-            file name (``isnet_resnet50os8_ade20k``); see :func:`list_pretrained`.
+        name: one of the 12 model-zoo names (:func:`list_pretrained`).
         cache_dir: folder for the file; default ``torch.hub.get_dir()/checkpoints``.
         progress: show a download progress bar on stderr.
 
     Returns:
-        The model in eval mode, with its dataset's ``class_names`` and ``palette`` and
-        ``meta["recipe"]`` = the experiment name (:func:`isnet.meta.recipe` gives its settings and published mIoU).
+        The model in eval mode, with its dataset's ``class_names`` and ``palette`` and ``meta["recipe"]`` =
+        the experiment name (:func:`isnet.meta.recipe` gives its settings and published mIoU).
 
     Raises:
         ValueError: unknown name.
         DownloadError: the download failed (the message says where to put a file downloaded by hand).
-        ConversionError: the file does not hold that released model (lists the keys).
-        CheckpointError: the cached file is unreadable (e.g. truncated); delete it to download it again.
-
-    Example::
-
-        model = isnet.from_pretrained("isnet_r50_d8_ade20k")
-        logits = model(images)  # (N, 150, H, W)
-        names = model.class_names
+        CheckpointError: the file does not hold that released model or is unreadable (delete it to download it
+            again).
     """
     # saved as <release name>.pth, so from_sssegmentation recognises the recipe
     path = download_checkpoint(name, cache_dir, progress)
@@ -158,13 +137,10 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> ISNet:
     Args:
         name: a recipe name (:func:`list_models`, or its released file name): that recipe's network with its
             dataset's class names and palette; otherwise a backbone name for ``ISNet(name, **kwargs)``.
-        pretrained: recipe: load the released weights (:func:`from_pretrained`; ``kwargs`` may give ``cache_dir``
-            and ``progress``); backbone: ImageNet weights for the backbone (``ISNet``'s ``pretrained``).
+        pretrained: recipe: the released weights (:func:`from_pretrained`, ``kwargs`` may give ``cache_dir`` and
+            ``progress``); backbone: ImageNet weights for the backbone.
         **kwargs: ``ISNet`` arguments overriding the recipe's (a different ``num_classes`` drops the dataset's
             class names and palette, e.g. for fine-tuning).
-
-    Raises:
-        ValueError: an unknown backbone or bad argument (``ISNet``'s checks).
     """
     try:
         entry = recipe(name)

@@ -1,8 +1,7 @@
 """Pictures of segmentation results: colour masks, overlays, labelled panels, training curves and metric plots.
 
-Palettes are lists of RGB triples indexed by class id (the datasets' ``palette`` attribute); the ignore value
-(255) gets its own colour so that unlabelled pixels never look like a class. Figures are drawn on matplotlib
-``Figure`` objects with the Agg canvas (no pyplot state), so callbacks and worker processes can draw safely.
+Palettes are lists of RGB triples indexed by class id. Figures are matplotlib ``Figure`` objects drawn without
+pyplot state, so callbacks and worker processes can draw safely.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
+from isnet.utils.io import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,24 +34,11 @@ __all__ = [
     "prediction_panel",
     "save_figure",
     "save_image",
-    "side_by_side",
 ]
-
-#: Colour of ignored pixels (label 255) in colour masks.
-IGNORE_COLOUR = (0, 0, 0)
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """A deterministic palette with well separated hues, for data sets that define none.
-
-    Args:
-        num_classes: Number of colours K.
-
-    Returns:
-        K RGB triples in 0..255.
-    """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    """A deterministic palette of ``num_classes`` RGB triples with well separated hues (data without one)."""
     golden = 0.618033988749895  # golden-ratio hue steps keep neighbouring ids far apart in colour
     colours = []
     for k in range(num_classes):
@@ -64,45 +51,33 @@ def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
 
 def _palette_array(palette: Sequence[Sequence[int]]) -> np.ndarray:
     array = np.asarray(palette, dtype=np.int64)
-    if array.ndim != 2 or array.shape[1] != 3 or array.shape[0] == 0:
-        raise ValueError(f"palette must be a non-empty list of [r, g, b] triples, got shape {array.shape}")
-    if array.min() < 0 or array.max() > 255:
-        raise ValueError("palette colours must lie in 0..255")
+    if array.ndim != 2 or array.shape[1] != 3 or not array.size or array.min() < 0 or array.max() > 255:
+        raise ValueError(f"palette must be a non-empty list of [r, g, b] triples in 0..255, got {palette!r}")
     return array.astype(np.uint8)
 
 
 def _to_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        return array.detach().cpu().numpy()
-    return np.asarray(array)
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
 
 def colorize(
     mask: np.ndarray | torch.Tensor,
     palette: Sequence[Sequence[int]],
     ignore_index: int = 255,
-    ignore_colour: Sequence[int] = IGNORE_COLOUR,
+    ignore_colour: Sequence[int] = (0, 0, 0),
 ) -> np.ndarray:
-    """Turn a class-id mask into an RGB image.
+    """Turn a class-id mask ``(H, W)`` (ids in ``[0, K)`` or ``ignore_index``) into uint8 RGB ``(H, W, 3)``.
 
     Args:
-        mask: Class ids in ``[0, K)`` or ``ignore_index``.
+        mask: Class ids.
         palette: K RGB triples.
         ignore_index: Value drawn with ``ignore_colour``.
         ignore_colour: RGB of ignored pixels.
-
-    Returns:
-        uint8 RGB image.
-
-    Shape:
-        mask ``(H, W)`` -> output ``(H, W, 3)``.
 
     Raises:
         ValueError: A mask value is neither a class of the palette nor ``ignore_index``.
     """
     ids = _to_numpy(mask).astype(np.int64)
-    if ids.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {ids.shape}")
     colours = _palette_array(palette)
     ignored = ids == ignore_index
     bad = ~ignored & ((ids < 0) | (ids >= len(colours)))
@@ -119,22 +94,11 @@ def denormalize(
     mean: Sequence[float] = IMAGENET_MEAN_255,
     std: Sequence[float] = IMAGENET_STD_255,
 ) -> np.ndarray:
-    """Undo the ImageNet normalisation of a model input.
+    """Undo the normalisation (``mean``/``std`` in 0-255 units) of a model input ``(3, H, W)``.
 
-    Args:
-        image: Normalised RGB image (channels first).
-        mean: Mean in 0-255 units (RGB).
-        std: Std in 0-255 units (RGB).
-
-    Returns:
-        uint8 RGB image.
-
-    Shape:
-        image ``(3, H, W)`` -> output ``(H, W, 3)``.
+    Returns: uint8 RGB ``(H, W, 3)``.
     """
     array = _to_numpy(image).astype(np.float64)
-    if array.ndim != 3 or array.shape[0] != 3:
-        raise ValueError(f"image must be (3, H, W), got shape {array.shape}")
     array = array * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None]
     return np.clip(np.rint(array), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
@@ -146,17 +110,9 @@ def overlay(
     alpha: float = 0.5,
     ignore_index: int = 255,
 ) -> np.ndarray:
-    """Blend a colour mask over an RGB image; ignored pixels keep the image.
+    """Blend the colour mask of ``mask`` ``(H, W)`` over a uint8 RGB ``image`` ``(H, W, 3)``.
 
-    Args:
-        image: uint8 RGB image ``(H, W, 3)``.
-        mask: Class ids ``(H, W)``.
-        palette: K RGB triples.
-        alpha: Weight of the mask colour (0 = image only, 1 = mask only).
-        ignore_index: Pixels left uncoloured.
-
-    Returns:
-        uint8 RGB image ``(H, W, 3)``.
+    ``alpha`` is the weight of the mask colour (0 = image only, 1 = mask only); ignored pixels keep the image.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
@@ -170,103 +126,52 @@ def overlay(
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
-    """Concatenate RGB images of equal height horizontally with a white gap."""
-    if not images:
-        raise ValueError("side_by_side needs at least one image")
-    height = images[0].shape[0]
-    if any(img.shape[0] != height for img in images):
-        raise ValueError(f"images must share their height, got {[img.shape for img in images]}")
-    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
-    parts: list[np.ndarray] = []
-    for i, img in enumerate(images):
-        if i:
-            parts.append(spacer)
-        parts.append(img.astype(np.uint8))
-    return np.concatenate(parts, axis=1)
-
-
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image as PNG (folders are created)."""
+    """Write a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image as PNG atomically (folders are created)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp)
+    return Path(path)
 
 
 def plot_curves(history: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
-    """Plot the training loss and the validation mIoU over epochs into one PNG.
+    """Plot the training loss and the validation mIoU over epochs into one PNG (written atomically).
 
     Args:
-        history: ``{"epoch": [...], "train_loss": [...], "val_epoch": [...], "val_mIoU": [...]}`` (mIoU in
-            0..1); as written by :class:`isnet.lit.callbacks.MetricsHistory`. ``train_step``/``train_step_loss``
-            add the per-step loss when present.
+        history: ``{"epoch", "train_loss", "val_epoch", "val_mIoU" (0..1)}`` lists, with optional per-step
+            ``train_step``/``train_step_loss``, as written by :class:`isnet.lit.callbacks.MetricsHistory`.
         path: Output PNG.
         title: Figure title.
-
-    Returns:
-        The written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = _new_figure(10, 3.8)
+    ax_loss, ax_miou = fig.subplots(1, 2)
     if history.get("train_step"):
+        steps = np.asarray(history["train_step"]) / max(history.get("steps_per_epoch", 1), 1)
         ax_loss.plot(
-            np.asarray(history["train_step"]) / max(history.get("steps_per_epoch", 1), 1),
-            history["train_step_loss"],
-            color="tab:blue",
-            alpha=0.3,
-            linewidth=0.8,
-            label="per step",
+            steps, history["train_step_loss"], color="tab:blue", alpha=0.3, linewidth=0.8, label="per step"
         )
     if history.get("epoch"):
-        ax_loss.plot(np.asarray(history["epoch"]) + 1, history["train_loss"], "o-", color="tab:blue",
-                     label="epoch mean")  # fmt: skip
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("train loss")
-    ax_loss.grid(alpha=0.3)
+        epochs = np.asarray(history["epoch"]) + 1
+        ax_loss.plot(epochs, history["train_loss"], "o-", color="tab:blue", label="epoch mean")
     ax_loss.legend(loc="upper right")
     if history.get("val_epoch"):
-        ax_miou.plot(np.asarray(history["val_epoch"]) + 1, 100 * np.asarray(history["val_mIoU"], dtype=float),
-                     "o-", color="tab:green")  # fmt: skip
-    ax_miou.set_xlabel("epoch")
-    ax_miou.set_ylabel("val mIoU (%)")
-    ax_miou.grid(alpha=0.3)
+        miou = 100 * np.asarray(history["val_mIoU"], dtype=float)
+        ax_miou.plot(np.asarray(history["val_epoch"]) + 1, miou, "o-", color="tab:green")
+    for ax, label in ((ax_loss, "train loss"), (ax_miou, "val mIoU (%)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-#: Largest class count whose names are written on the confusion-matrix axes (more would be unreadable).
-MAX_CONFUSION_TICK_LABELS = 40
-#: Largest class count whose confusion-matrix cells carry their percentage.
-MAX_CONFUSION_ANNOTATED = 12
+    return save_figure(fig, path)
 
 
 def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100)
-
-
-def _figure_to_array(fig: Figure) -> np.ndarray:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
-    buffer.seek(0)
-    with Image.open(buffer) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def prediction_panel(
@@ -282,14 +187,12 @@ def prediction_panel(
 ) -> np.ndarray:
     """Draw ``image | ground truth | prediction`` with titles and a legend of the classes shown.
 
-    The legend lists only the classes present in the label or the prediction (a colour patch and the name), so
-    a picture of a 150-class data set stays readable; legend patches carry the exact palette colours, while the
-    masks are blended over the image with ``alpha`` so that the scene stays visible under them.
+    The legend lists only the classes present in the label or the prediction, so a picture of a 150-class data
+    set stays readable; its patches carry the exact palette colours, the masks are blended with ``alpha``.
 
     Args:
         image: uint8 RGB image ``(H, W, 3)`` (e.g. from :func:`denormalize`).
-        label: Ground-truth class ids ``(H, W)`` with ``ignore_index`` for unlabelled pixels, or ``None`` to
-            draw ``image | prediction`` only (unlabelled inputs).
+        label: Ground-truth class ids ``(H, W)``, or ``None`` to draw ``image | prediction`` only.
         pred: Predicted class ids ``(H, W)``.
         class_names: K names, indexed by class id.
         palette: K RGB triples.
@@ -300,36 +203,22 @@ def prediction_panel(
 
     Returns:
         uint8 RGB array ``(H', W', 3)`` of the whole figure.
-
-    Raises:
-        ValueError: Shapes disagree, ``class_names`` and ``palette`` differ in length, or a mask value has no
-            class.
     """
-    rgb = _to_numpy(image)
+    rgb = _to_numpy(image).astype(np.uint8)
     prediction = _to_numpy(pred).astype(np.int64)
     truth = None if label is None else _to_numpy(label).astype(np.int64)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"image must be (H, W, 3), got shape {rgb.shape}")
-    for what, mask in (("pred", prediction), ("label", truth)):
-        if mask is not None and mask.shape != rgb.shape[:2]:
-            raise ValueError(f"{what} must be (H, W) = {rgb.shape[:2]}, got shape {mask.shape}")
     colours = _palette_array(palette)
     if len(class_names) != len(colours):
         raise ValueError(f"class_names has {len(class_names)} entries but palette has {len(colours)} colours")
     if isinstance(panel_height, bool) or not isinstance(panel_height, int) or panel_height < 16:
         raise ValueError(f"panel_height must be an int >= 16, got {panel_height!r}")
-    rgb = rgb.astype(np.uint8)
 
-    panels = [("image", rgb)]
-    if truth is not None:
-        panels.append(("ground truth", overlay(rgb, truth, colours, alpha, ignore_index)))
-    panels.append(("prediction", overlay(rgb, prediction, colours, alpha, ignore_index)))
-    present = set(np.unique(prediction).tolist())
-    if truth is not None:
-        present |= set(np.unique(truth[truth != ignore_index]).tolist())
-    present_ids = sorted(present)
+    masks = ([("ground truth", truth)] if truth is not None else []) + [("prediction", prediction)]
+    panels = [("image", rgb)] + [(name, overlay(rgb, m, colours, alpha, ignore_index)) for name, m in masks]
+    present_ids = sorted(set().union(*(np.unique(m[m != ignore_index]).tolist() for _, m in masks)))
 
     from matplotlib.patches import Patch
+    from PIL import Image
 
     height, width = rgb.shape[:2]
     panel_w = panel_height * width / height / 100.0
@@ -337,11 +226,9 @@ def prediction_panel(
     # legend entries in as many columns as the figure width holds (patch + name at fontsize 8: ~0.07 in/char)
     entry_w = 0.45 + 0.07 * max((len(str(class_names[k])) for k in present_ids), default=1)
     columns = max(1, min(len(present_ids), int(len(panels) * (panel_w + 0.1) / entry_w)))
-    legend_rows = math.ceil(len(present_ids) / columns)
-    legend_h = 0.25 * legend_rows + 0.2
-    title_h = 0.35 + (0.3 if title else 0.0)
-    fig = _new_figure(len(panels) * (panel_w + 0.1) + 0.1, panel_h + title_h + legend_h)
-    total_h = panel_h + title_h + legend_h
+    legend_h = 0.25 * math.ceil(len(present_ids) / columns) + 0.2
+    total_h = panel_h + legend_h + 0.35 + (0.3 if title else 0.0)  # panels, legend, titles
+    fig = _new_figure(len(panels) * (panel_w + 0.1) + 0.1, total_h)
     for i, (name, array) in enumerate(panels):
         left = (0.1 + i * (panel_w + 0.1)) / fig.get_figwidth()
         ax = fig.add_axes((left, legend_h / total_h, panel_w / fig.get_figwidth(), panel_h / total_h))
@@ -357,13 +244,15 @@ def prediction_panel(
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False,
                    handlelength=1.6, handleheight=1.1, columnspacing=1.0, borderaxespad=0.1)  # fmt: skip
-    array = _figure_to_array(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
     fig.clear()
-    return array
+    with Image.open(buffer) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def per_class_iou_figure(iou: Mapping[str, float], title: str | None = None) -> Figure:
-    """Horizontal bar chart of per-class IoU, best class on top; NaN classes are listed last as absent.
+    """Horizontal bar chart of per-class IoU, best class on top (save it with :func:`save_figure`).
 
     A class with NaN IoU never occurred in the labels nor the predictions of the split: it has no bar and its
     label reads ``(absent)``, so it cannot be mistaken for a class scored 0.
@@ -371,12 +260,7 @@ def per_class_iou_figure(iou: Mapping[str, float], title: str | None = None) -> 
     Args:
         iou: ``{class name: IoU in 0..1 or NaN}`` (the eval JSON's ``IoU``).
         title: Axes title; ``None`` writes the mIoU over the present classes.
-
-    Returns:
-        The figure (save it with :func:`save_figure`).
     """
-    if not iou:
-        raise ValueError("per_class_iou_figure needs at least one class")
     values = {str(name): float("nan") if v is None else float(v) for name, v in iou.items()}
     present = sorted(((n, v) for n, v in values.items() if math.isfinite(v)), key=lambda item: -item[1])
     absent = [n for n, v in values.items() if not math.isfinite(v)]
@@ -407,7 +291,7 @@ def confusion_matrix_figure(
     """Row-normalised confusion matrix: entry ``(i, j)`` is the share of class-``i`` pixels predicted as ``j``.
 
     Rows sum to 1, so rare and frequent classes are equally readable; a class without labelled pixels has a NaN
-    row, drawn blank. Class names label the axes up to :data:`MAX_CONFUSION_TICK_LABELS` classes.
+    row, drawn blank. Class names label the axes up to 40 classes, percentages the cells up to 12.
 
     Args:
         confmat: ``(K, K)`` pixel counts, rows = label, columns = prediction (the metric's ``confmat`` state).
@@ -418,36 +302,27 @@ def confusion_matrix_figure(
         ``(figure, normalised)`` with ``normalised`` the float64 ``(K, K)`` array that is drawn.
     """
     counts = _to_numpy(confmat).astype(np.float64)
-    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
-        raise ValueError(f"confmat must be a non-empty (K, K) matrix, got shape {counts.shape}")
-    num_classes = counts.shape[0]
-    if len(class_names) != num_classes:
-        raise ValueError(
-            f"class_names has {len(class_names)} entries but confmat is {num_classes}x{num_classes}"
-        )
+    num_classes = len(counts)
     rows = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = np.where(rows > 0, counts / rows, np.nan)
 
-    labelled = num_classes <= MAX_CONFUSION_TICK_LABELS
+    labelled = num_classes <= 40  # more names would be unreadable
     side = max(4.0, 0.22 * num_classes + 2.5) if labelled else 9.0
     fig = _new_figure(side + 1.0, side)
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(normalised), cmap="Blues", vmin=0.0, vmax=1.0,
-                      interpolation="nearest")  # fmt: skip
+    image = ax.imshow(
+        np.ma.masked_invalid(normalised), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest"
+    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the label's pixels")
-    if labelled:
-        ticks = np.arange(num_classes)
-        ax.set_xticks(ticks, [str(n) for n in class_names], rotation=90, fontsize=7)
-        ax.set_yticks(ticks, [str(n) for n in class_names], fontsize=7)
-        if num_classes <= MAX_CONFUSION_ANNOTATED:
-            for (i, j), value in np.ndenumerate(normalised):
-                if math.isfinite(value):
-                    ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6,
-                            color="white" if value > 0.5 else "black")  # fmt: skip
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    ticks, names = (np.arange(num_classes), [str(n) for n in class_names]) if labelled else ([], [])
+    ax.set_xticks(ticks, names, rotation=90, fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=7)
+    if num_classes <= 12:
+        for (i, j), value in np.ndenumerate(normalised):
+            if math.isfinite(value):
+                ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if value > 0.5 else "black")  # fmt: skip
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     ax.set_title(title or f"confusion matrix (row-normalised, {num_classes} classes)", fontsize=10)
@@ -456,12 +331,7 @@ def confusion_matrix_figure(
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write a figure as PNG atomically: a temporary file next to ``path`` renamed into place.
-
-    A reader (or a crash) never sees a half-written picture; the figure is cleared afterwards to free memory.
-    """
-    from isnet.utils.io import atomic_path
-
+    """Write a figure as PNG atomically (a reader never sees a half-written picture), then clear it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100, facecolor="white")

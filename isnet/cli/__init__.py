@@ -1,14 +1,14 @@
 """Command-line entry points (``isnet-train``, ``isnet-eval``, ``isnet-predict``, ``isnet-convert``, ...).
 
-The Hydra configs live in ``conf/`` at the repository root (install the package editable so it is found, or
-pass ``--config-dir``). :func:`compose` builds the same configuration in Python, for tests and notebooks.
-Every ``main`` is wrapped in :func:`one_line_errors`.
+The Hydra configs live in ``conf/`` at the repository root; :func:`compose` builds the same configuration in
+Python. Every ``main`` is wrapped in :func:`one_line_errors`.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import itertools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isnet.errors import IsnetError
 
-__all__ = ["CONFIG_DIR", "compose", "error_line", "one_line_errors", "register_resolvers", "unique_dir"]
+__all__ = ["CONFIG_DIR", "compose", "error_line", "one_line_errors", "unique_dir"]
 
 #: Known errors end a command with one line: the package's own, a missing/unreadable/corrupt file (named in the
 #: message), and a config key that is missing or mistyped. Anything else is a bug and keeps its traceback.
@@ -33,10 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _known_name(name: str) -> bool:
     """Whether a type name printed by another process (``module.Type``) is a known error."""
-    if name.startswith(("isnet.errors.", "omegaconf.errors.")):
-        return True
     builtin = getattr(builtins, name, None)
-    return isinstance(builtin, type) and issubclass(builtin, OSError)
+    known_builtin = isinstance(builtin, type) and issubclass(builtin, OSError)
+    return known_builtin or name.startswith(("isnet.errors.", "omegaconf.errors."))
 
 
 def error_line(err: BaseException) -> str | None:
@@ -57,9 +56,8 @@ def error_line(err: BaseException) -> str | None:
         elif isinstance(cause, OmegaConfBaseException):  # the first line; the rest repeats the key
             return text.splitlines()[0] if text else type(cause).__name__
         elif isinstance(cause, KNOWN_ERRORS):
-            return (
-                " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(cause).__name__
-            )
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            return " ".join(lines) or type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     return None
 
@@ -67,8 +65,7 @@ def error_line(err: BaseException) -> str | None:
 def one_line_errors(main: F) -> F:
     """End a known error of ``main`` with one line ``error: <message>`` on stderr and exit code 1.
 
-    With ``ISNET_DEBUG=1`` the error propagates with its traceback. Put it under ``@hydra.main`` (Hydra lets
-    the ``SystemExit`` through) or around an argparse ``main``.
+    With ``ISNET_DEBUG=1`` the error propagates with its traceback. Goes under ``@hydra.main``.
     """
 
     @functools.wraps(main)
@@ -93,27 +90,18 @@ _RUN_DIRS: dict[str, str] = {}
 
 
 def unique_dir(base: str) -> str:
-    """``base`` if no such folder exists yet, else ``base_1``, ``base_2``, ... (first free name).
+    """``base`` if no such folder exists yet, else the first free ``base_1``, ``base_2``, ...
 
-    The choice is remembered per process, so re-resolving the interpolation (Hydra and Lightning's DDP
-    launcher both read ``hydra.run.dir`` again after the folder was created) returns the same folder.
+    Remembered per process: Hydra and Lightning's DDP launcher re-resolve ``hydra.run.dir`` after creating it.
     """
     if base not in _RUN_DIRS:
-        candidate, n = base, 0
-        while Path(candidate).exists():
-            n += 1
-            candidate = f"{base}_{n}"
-        _RUN_DIRS[base] = candidate
+        names = (f"{base}_{n}" if n else base for n in itertools.count())
+        _RUN_DIRS[base] = next(name for name in names if not Path(name).exists())
     return _RUN_DIRS[base]
 
 
-def register_resolvers() -> None:
-    """Register the ``${unique_dir:...}`` resolver used by ``conf/hydra/default.yaml`` (idempotent)."""
-    if not OmegaConf.has_resolver("unique_dir"):
-        OmegaConf.register_new_resolver("unique_dir", unique_dir)
-
-
-register_resolvers()
+if not OmegaConf.has_resolver("unique_dir"):  # used by conf/hydra/default.yaml
+    OmegaConf.register_new_resolver("unique_dir", unique_dir)
 
 
 def compose(
@@ -135,8 +123,7 @@ def compose(
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
         HydraConfig().set_config(cfg)

@@ -4,9 +4,8 @@ Example::
 
     python scripts/convert_sssegmentation.py isnet_resnet50os8_ade20k.pth isnet_r50_d8_ade20k.pth
 
-The source is read with ``weights_only=True`` (nothing in it is executed), every reference key must map onto
-exactly one ISNet key with the same shape, and the result is written atomically with
-:func:`isnet.save_checkpoint`. An existing destination is only replaced with ``--force``.
+The source is read with ``weights_only=True``, every reference key must map onto exactly one ISNet key with the
+same shape, and the result is written atomically. An existing destination is only replaced with ``--force``.
 """
 
 from __future__ import annotations
@@ -26,12 +25,8 @@ __all__ = ["convert", "main"]
 
 
 def convert(src: str | Path, dst: str | Path, force: bool = False) -> Path:
-    """Convert ``src`` (released ``.pth``) to ``dst`` (our format) and return ``dst``.
-
-    Raises:
-        FileExistsError: ``dst`` exists and ``force`` is False.
-        CheckpointError: ``src`` is missing, unsafe or does not map onto ISNet (the message lists keys).
-    """
+    """Convert ``src`` (released ``.pth``) to ``dst`` (our format) and return ``dst``; an existing ``dst`` is
+    replaced only with ``force``."""
     src, dst = Path(src), Path(dst)
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} already exists; pass --force to replace it")

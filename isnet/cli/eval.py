@@ -6,12 +6,10 @@ Examples::
     python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=model.pth ms_flip=true trainer=ddp
     python scripts/eval.py experiment=demo ckpt=runs/demo/<run>/checkpoints/last.ckpt
 
-``ckpt`` may be our checkpoint (:func:`isnet.save_checkpoint`), a Lightning ``.ckpt`` of this project or a
-released sssegmentation ``.pth`` (converted on the fly). Evaluation uses the data's test split (the reference's
-evaluation split: ADE20k/Cityscapes/LIP val, COCO-Stuff-10k test) and, with ``ms_flip=true``, the experiment's
-multi-scale + flip settings (:func:`isnet.inference.test_settings`). With ``plots=true`` (the default) a
-per-class IoU bar chart and the row-normalised confusion matrix are written next to the JSON (or into
-``plots_dir``).
+``ckpt`` may be our checkpoint, a Lightning ``.ckpt`` of this project, a released sssegmentation ``.pth`` or a
+model-zoo name. Evaluation uses the data's test split (the reference's evaluation split) and, with
+``ms_flip=true``, the experiment's multi-scale + flip settings. With ``plots=true`` a per-class IoU bar chart
+and the row-normalised confusion matrix are written next to the JSON (or into ``plots_dir``).
 """
 
 from __future__ import annotations
@@ -40,11 +38,7 @@ __all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plo
 
 
 def inference_settings(cfg: DictConfig) -> InferenceConfig:
-    """The test-time settings selected by ``inference`` / ``ms_flip`` / ``experiment_name``.
-
-    Raises:
-        ValueError: ``ms_flip=true`` without one of the twelve model-zoo experiments (lists them).
-    """
+    """The test-time settings that ``inference`` / ``ms_flip`` / ``experiment_name`` select (eval, predict)."""
     explicit = cfg.get("inference")
     if explicit:
         return InferenceConfig(**OmegaConf.to_container(explicit, resolve=True))
@@ -65,12 +59,9 @@ def compile_setting(cfg: DictConfig) -> bool | dict[str, Any]:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else bool(value)
 
 
-def check_compatible(model: isnet.ISNet, cfg: DictConfig, datamodule: Any, ckpt: str) -> None:
-    """Refuse a checkpoint whose class count (or, with an experiment, backbone) differs from the config.
-
-    Raises:
-        ValueError: naming the checkpoint's and the config's values.
-    """
+def check_compatible(model: Any, cfg: DictConfig, datamodule: Any, ckpt: str, backbone: bool = True) -> None:
+    """Refuse a checkpoint whose class count (or, with an experiment and ``backbone``, backbone) differs from
+    the config (eval and predict): a ConfigError naming both values."""
     data_name = getattr(datamodule, "name", type(datamodule).__name__)
     if model.num_classes != datamodule.num_classes:
         raise ConfigError(
@@ -78,7 +69,7 @@ def check_compatible(model: isnet.ISNet, cfg: DictConfig, datamodule: Any, ckpt:
             f"data config '{data_name}' has {datamodule.num_classes} classes; pick the matching experiment/data"
         )
     expected = cfg.model.model_config.get("backbone")
-    if cfg.get("experiment_name") and expected and expected != model.backbone_name:
+    if backbone and cfg.get("experiment_name") and expected and expected != model.backbone_name:
         raise ConfigError(
             f"checkpoint {ckpt} has backbone {model.backbone_name} but experiment "
             f"'{cfg.experiment_name}' uses {expected}; pick the matching experiment"
@@ -90,30 +81,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     Returns:
         ``{"mIoU", "aAcc", "IoU": {class: value}, "inference", "checkpoint", "dataset", "split", ...}``, with
-        ``"plots": {"per_class_iou": path, "confusion_matrix": path}`` when ``plots=true``.
+        the paths of the ``"plots"`` when ``plots=true``.
     """
     start = time.time()
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed)
     allow_tf32 = bool(cfg.get("allow_tf32", False))
-    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
 
     # a file, or one of the 12 model-zoo names (downloaded once into torch's hub cache)
     ckpt = str(isnet.hub.resolve_checkpoint(str(cfg.ckpt)))
     network = isnet.load_checkpoint(ckpt)
     datamodule = hydra.utils.instantiate(cfg.data)
     check_compatible(network, cfg, datamodule, ckpt)
-    settings = inference_settings(cfg)
-
-    model_cfg = OmegaConf.create({"_target_": "isnet.lit.ISNetModule"})
     module = build_module(
-        model_cfg,
+        OmegaConf.create({"_target_": "isnet.lit.ISNetModule"}),
         datamodule,
         model_config={**network.architecture, "pretrained": False},
         lr=float(cfg.model.get("lr") or 0.01),
         inference=OmegaConf.to_container(cfg.model.inference, resolve=True),
-        test_inference=settings,
+        test_inference=inference_settings(cfg),
         experiment=cfg.get("experiment_name"),
         compile=compile_setting(cfg),
     )
@@ -126,24 +113,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     except ValueError as err:
         if "cannot be evaluated" not in str(err):
             raise
-        where = getattr(datamodule, "root", None)
-        raise DataError(
-            f"{getattr(datamodule, 'name', 'data')} split '{getattr(datamodule, 'test_split', '?')}'"
-            f"{f' under {where}' if where else ''}: {err}"
-        ) from err
+        where = f" under {datamodule.root}" if getattr(datamodule, "root", None) else ""
+        split = f"{getattr(datamodule, 'name', 'data')} split '{getattr(datamodule, 'test_split', '?')}'"
+        raise DataError(f"{split}{where}: {err}") from err
 
-    suffix = module.test_suffix
-    if module.test_results:  # this process ran the test loop: full float64 precision
-        scores = {k: module.test_results[k] for k in ("mIoU", "aAcc", "IoU")}
-    else:  # spawned workers ran it: read the logged (float32) values
-        metrics = trainer.callback_metrics
-        scores = {
-            "mIoU": float(metrics[f"test/mIoU{suffix}"]),
-            "aAcc": float(metrics[f"test/aAcc{suffix}"]),
-            "IoU": {name: float(metrics[f"test/IoU{suffix}/{name}"]) for name in module.class_names},
-        }
+    suffix, logged = module.test_suffix, trainer.callback_metrics
+    # test_results: this process ran the test loop (float64); else spawned workers did: the logged float32 values
+    scores = module.test_results or {
+        "mIoU": float(logged[f"test/mIoU{suffix}"]),
+        "aAcc": float(logged[f"test/aAcc{suffix}"]),
+        "IoU": {name: float(logged[f"test/IoU{suffix}/{name}"]) for name in module.class_names},
+    }
     result: dict[str, Any] = {
-        **scores,
+        **{k: scores[k] for k in ("mIoU", "aAcc", "IoU")},
         "checkpoint": str(Path(ckpt).resolve()),
         "experiment": cfg.get("experiment_name"),
         "dataset": getattr(datamodule, "name", None),
@@ -168,22 +150,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def write_plots(
-    folder: str | Path,
-    iou: dict[str, float],
-    confmat: torch.Tensor | None,
-    class_names: list[str],
+    folder: str | Path, iou: dict[str, float], confmat: torch.Tensor | None, class_names: list[str]
 ) -> dict[str, Path]:
-    """Write ``per_class_iou.png`` and (when the counts are at hand) ``confusion_matrix.png`` into ``folder``.
+    """Write ``per_class_iou.png`` and ``confusion_matrix.png`` into ``folder``; return their paths by name.
 
-    Args:
-        folder: Output folder (created).
-        iou: ``{class name: IoU}`` as in the eval JSON.
-        confmat: ``(K, K)`` pixel counts (rows = label) from the module's test results; ``None`` when the test
-            loop ran in spawned workers, which return only the logged scalars (the matrix is then skipped).
-        class_names: K names.
-
-    Returns:
-        ``{"per_class_iou": path, "confusion_matrix": path}`` of the files written (atomically).
+    ``confmat`` (``(K, K)`` counts, rows = label) is ``None`` when the test loop ran in spawned workers, which
+    return only the logged scalars: the matrix is then skipped.
     """
     folder = Path(folder)
     written = {"per_class_iou": save_figure(per_class_iou_figure(iou), folder / "per_class_iou.png")}
@@ -200,13 +172,12 @@ def print_results(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    def pct(value: float) -> str:
+    def pct(value: float | None) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
 
-    table = Table(title=f"{result.get('dataset')} / {result.get('split')}: per-class IoU (%)")
-    table.add_column("#", justify="right")
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
+    title = f"{result.get('dataset')} / {result.get('split')}: per-class IoU (%)"
+    table = Table("#", "class", "IoU", title=title)
+    table.columns[0].justify = table.columns[2].justify = "right"
     for index, (name, value) in enumerate(result["IoU"].items()):
         table.add_row(str(index), name, pct(value))
     console = Console()

@@ -26,8 +26,8 @@ import isnet
 import isnet.hub
 from isnet.accel import InferenceModel, optimize_for_inference
 from isnet.cli import CONFIG_DIR, one_line_errors
-from isnet.cli.eval import compile_setting, inference_settings
-from isnet.errors import ConfigError
+from isnet.cli.eval import check_compatible, compile_setting, inference_settings
+from isnet.data.datasets.listing import IMAGE_SUFFIXES
 from isnet.inference import run_inference
 from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.utils.io import write_json
@@ -35,25 +35,16 @@ from isnet.viz import colorize, default_palette, overlay, save_image
 
 __all__ = ["IMAGE_SUFFIXES", "list_images", "main", "predict"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def list_images(spec: str) -> list[Path]:
-    """Expand ``spec`` (an image file, a folder or a glob pattern) into a sorted list of image files.
-
-    Raises:
-        FileNotFoundError: nothing matches (the message names ``spec``).
-    """
+    """Expand ``spec`` (an image file, a folder or a glob pattern) into a sorted list of image files."""
     path = Path(spec).expanduser()
     if path.is_file():
         return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise FileNotFoundError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
-        return files
-    files = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-    files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    candidates = path.iterdir() if path.is_dir() else map(Path, glob.glob(str(path), recursive=True))
+    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files and path.is_dir():
+        raise FileNotFoundError(f"input={spec}: the folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     if not files:
         raise FileNotFoundError(
             f"input={spec}: no such image file or folder, and the pattern matches no image"
@@ -61,29 +52,17 @@ def list_images(spec: str) -> list[Path]:
     return files
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _data_settings(cfg: DictConfig, model: InferenceModel) -> dict[str, Any]:
     """Palette, class names, normalisation, test resize and flip pairs of the configured dataset (without one,
     the checkpoint's class names and palette)."""
-    num_classes = model.num_classes
     if cfg.get("data") is None:
         return {"palette": model.palette, "class_names": model.class_names,
                 "mean": IMAGENET_MEAN_255, "std": IMAGENET_STD_255, "transform": None, "flip_pairs": []}  # fmt: skip
     datamodule = hydra.utils.instantiate(cfg.data)
-    if datamodule.num_classes != num_classes:
-        raise ConfigError(
-            f"checkpoint {cfg.ckpt} predicts {num_classes} classes but the data config "
-            f"'{getattr(datamodule, 'name', '?')}' has {datamodule.num_classes}; pick the matching experiment/data"
-        )
+    check_compatible(model, cfg, datamodule, cfg.ckpt, backbone=False)
     transform = datamodule.build_test_transform() if getattr(datamodule, "test_scale", None) else None
-    palette = (
-        list(datamodule.palette) if len(datamodule.palette) == num_classes else default_palette(num_classes)
-    )
+    k = model.num_classes
+    palette = list(datamodule.palette) if len(datamodule.palette) == k else default_palette(k)
     return {"palette": palette, "class_names": list(datamodule.class_names), "mean": datamodule.mean,
             "std": datamodule.std, "transform": transform, "flip_pairs": list(datamodule.flip_pairs)}  # fmt: skip
 
@@ -107,12 +86,12 @@ def predict(cfg: DictConfig) -> list[dict[str, Any]]:
     files = list_images(str(cfg.input))
     # a file, or one of the 12 model-zoo names (downloaded once into torch's hub cache)
     ckpt = str(isnet.hub.resolve_checkpoint(str(cfg.ckpt)))
-    device = _device(str(cfg.get("device", "auto")))
+    device = str(cfg.get("device", "auto"))
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     model = optimize_for_inference(isnet.load_checkpoint(ckpt).to(device), compile=compile_setting(cfg))
     settings = _data_settings(cfg, model)
     config = inference_settings(cfg)
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(cfg.output_dir)  # created by the first file written
     records: list[dict[str, Any]] = []
     used: set[str] = set()
     for path in files:

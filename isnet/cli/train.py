@@ -27,13 +27,13 @@ from isnet.cli.utils import (
     SafeCheckpointIO,
     build_module,
     claim_run_dir,
-    instantiate_callbacks,
-    instantiate_loggers,
+    instantiate_group,
     is_child_process,
     release_run_dir,
     resolve_ckpt_path,
 )
 from isnet.errors import ConfigError
+from isnet.lit.module import newest_checkpoint
 from isnet.utils.io import write_json
 
 __all__ = ["main", "metric_value", "train"]
@@ -42,9 +42,8 @@ log = logging.getLogger(__name__)
 
 
 def _scalar(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    return value
+    is_tensor = isinstance(value, torch.Tensor)
+    return (value.item() if value.numel() == 1 else value.tolist()) if is_tensor else value
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -69,15 +68,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         pl.seed_everything(cfg.seed, workers=True)
     # The reference trains in full FP32: TF32 off for matmuls and convolutions (ssseg/train.py).
     allow_tf32 = bool(cfg.get("allow_tf32", False))
-    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
 
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_module(cfg.model, datamodule)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks, loggers = instantiate_group(cfg, "callbacks"), instantiate_group(cfg, "logger")
+    plugins = [SafeCheckpointIO()]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[SafeCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins
     )
 
     claimed = not is_child_process() and not (output_dir / RUN_MARKER).is_file()
@@ -101,7 +99,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             metrics["test_checkpoint"] = best
 
     metrics["best_checkpoint"] = best or None
-    metrics["last_checkpoint"] = _last_checkpoint(trainer)
+    last = newest_checkpoint(trainer, monitored=False)  # the end-of-epoch checkpoint written last
+    metrics["last_checkpoint"] = str(last) if last else None
     metrics["elapsed_s"] = round(time.time() - start, 1)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
@@ -111,33 +110,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _best_checkpoint(trainer: pl.Trainer) -> str:
     """Path of the best checkpoint of a monitoring ModelCheckpoint ('' when none was written)."""
-    for callback in trainer.checkpoint_callbacks:
-        if getattr(callback, "monitor", None) and getattr(callback, "best_model_path", ""):
-            return callback.best_model_path
-    return ""
-
-
-def _last_checkpoint(trainer: pl.Trainer) -> str | None:
-    """Path of the end-of-epoch checkpoint written last (``last.ckpt``), if any."""
-    paths = [
-        Path(path)
-        for callback in trainer.checkpoint_callbacks
-        for path in (callback.last_model_path, "" if callback.monitor else callback.best_model_path)
-        if path
-    ]
-    existing = [p for p in paths if p.is_file()]
-    return str(max(existing, key=lambda p: p.stat().st_mtime_ns)) if existing else None
+    return next(
+        (cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor and cb.best_model_path), ""
+    )
 
 
 def _report(metrics: dict[str, Any], output_dir: Path) -> None:
     from rich.console import Console
 
     console = Console()
-    shown = {
-        k: v for k, v in metrics.items() if k.split("/")[-1] in ("mIoU", "aAcc", "mIoU_best", "mIoU_ms_flip")
-    }
-    for key, value in sorted(shown.items()):
-        if isinstance(value, float) and math.isfinite(value):
+    for key, value in sorted(metrics.items()):
+        shown = key.split("/")[-1] in ("mIoU", "aAcc", "mIoU_best", "mIoU_ms_flip")
+        if shown and isinstance(value, float) and math.isfinite(value):
             console.print(f"{key}: {100 * value:.2f}%")
     console.print(f"elapsed: {metrics['elapsed_s']:.0f} s")
     print(f"Run folder: {output_dir.resolve()}", flush=True)  # plain print: never wrapped, easy to copy
@@ -145,12 +129,9 @@ def _report(metrics: dict[str, Any], output_dir: Path) -> None:
 
 def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     """The value of ``optimized_metric`` for Hydra sweepers (``None`` when not configured or not logged)."""
-    if not name:
-        return None
-    if name not in metrics:
+    if name and name not in metrics:
         log.warning("optimized_metric %r was not logged (logged: %s)", name, sorted(metrics))
-        return None
-    return float(metrics[name])
+    return float(metrics[name]) if name and name in metrics else None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

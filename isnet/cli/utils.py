@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -25,8 +26,7 @@ __all__ = [
     "SafeCheckpointIO",
     "build_module",
     "claim_run_dir",
-    "instantiate_callbacks",
-    "instantiate_loggers",
+    "instantiate_group",
     "is_child_process",
     "release_run_dir",
     "resolve_ckpt_path",
@@ -55,36 +55,20 @@ def is_child_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
 
 
-def instantiate_callbacks(cfg: DictConfig | None) -> list[pl.Callback]:
-    """Build every ``_target_`` entry of the ``callbacks`` group (``null`` entries are skipped)."""
-    callbacks: list[pl.Callback] = []
-    if not cfg:
-        return callbacks
-    for name, conf in cfg.items():
+def instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Build every ``_target_`` entry of the config group ``cfg.<group>`` (``callbacks``, ``logger``)."""
+    objects = []
+    for name, conf in (cfg.get(group) or {}).items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
-            callbacks.append(hydra.utils.instantiate(conf))
+            objects.append(hydra.utils.instantiate(conf))
         elif conf is not None and not isinstance(conf, DictConfig):
-            raise ConfigError(f"callbacks.{name} must be a config with _target_, got {conf!r}")
-    return callbacks
-
-
-def instantiate_loggers(cfg: DictConfig | None) -> list[Any]:
-    """Build every ``_target_`` entry of the ``logger`` group."""
-    loggers: list[Any] = []
-    if not cfg:
-        return loggers
-    for conf in cfg.values():
-        if isinstance(conf, DictConfig) and "_target_" in conf:
-            loggers.append(hydra.utils.instantiate(conf))
-    return loggers
+            raise ConfigError(f"{group}.{name} must be a config with _target_, got {conf!r}")
+    return objects
 
 
 def build_module(model_cfg: DictConfig, datamodule: Any, **overrides: Any) -> Any:
-    """Instantiate the ``model`` config with the class count, names and flip pairs of ``datamodule``.
-
-    Raises:
-        ValueError: ``model.num_classes`` is set and differs from the data's class count.
-    """
+    """Instantiate the ``model`` config with the class count, names and flip pairs of ``datamodule`` (a
+    ``model.num_classes`` that differs from the data's is a ConfigError)."""
     num_classes = model_cfg.get("num_classes")
     data_classes = int(datamodule.num_classes)
     if num_classes is not None and int(num_classes) != data_classes:
@@ -97,8 +81,7 @@ def build_module(model_cfg: DictConfig, datamodule: Any, **overrides: Any) -> An
         class_names=[str(c) for c in datamodule.class_names],
         flip_pairs=[list(p) for p in getattr(datamodule, "flip_pairs", [])],
     )
-    kwargs.update(overrides)
-    return hydra.utils.instantiate(model_cfg, **kwargs, _convert_="all")
+    return hydra.utils.instantiate(model_cfg, **{**kwargs, **overrides}, _convert_="all")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
@@ -106,9 +89,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
 
     ``last`` means ``<output_dir>/checkpoints/last.ckpt`` (resume a run in its own folder, selected with
     ``hydra.run.dir=<run folder>``); a run folder means its ``checkpoints/last.ckpt``; a file is used as is.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist (the message lists recent runs that can be resumed).
+    A missing checkpoint is a FileNotFoundError listing recent runs that can be resumed.
     """
     if ckpt_path in (None, "", "null"):
         return None
@@ -130,26 +111,16 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
 
 
 def _recent_runs_hint(parent: Path, limit: int = 5) -> str:
-    if not parent.is_dir():
-        return ""
     runs = sorted(
-        (p for p in parent.iterdir() if (p / "checkpoints" / "last.ckpt").is_file()),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )[:limit]
-    return (" Recent runs with a last.ckpt: " + ", ".join(str(p) for p in runs)) if runs else ""
+        (p.parents[1] for p in parent.glob("*/checkpoints/last.ckpt")), key=lambda p: p.stat().st_mtime
+    )
+    return (" Recent runs with a last.ckpt: " + ", ".join(str(p) for p in runs[::-1][:limit])) if runs else ""
 
 
 def _git_describe() -> str | None:
+    command = ["git", "describe", "--always", "--dirty", "--tags"]
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        out = subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -159,35 +130,27 @@ def run_metadata() -> dict[str, Any]:
     """Versions, git state and command line of this process, saved next to the checkpoints."""
     import timm
 
+    versions = {"python": platform.python_version(), **{m.__name__: m.__version__ for m in (torch, timm, pl)}}
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "command": [sys.executable, *sys.argv],
         "git": _git_describe(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "pytorch_lightning": pl.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        },
+        "versions": {**versions, "cuda": torch.version.cuda, "cudnn": cudnn},
         "host": platform.node(),
     }
 
 
 def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
-    """Mark ``output_dir`` as this run's folder, refusing to reuse a folder that holds another run.
-
-    Writes ``run.json`` (metadata) and ``config.yaml`` (the resolved config). When resuming in the same
-    folder the metadata gets a ``resumed`` entry instead.
+    """Mark ``output_dir`` as this run's folder: write ``run.json`` (metadata) and ``config.yaml`` (resolved
+    config); a resume in the same folder appends a ``resumed`` entry and a ``config.resumed-<time>.yaml``.
 
     Raises:
         RunFolderError: ``output_dir`` already holds a run (``run.json`` or ``checkpoints/``) and this is not
             a resume.
     """
     marker = output_dir / RUN_MARKER
-    existing = marker.is_file() or (output_dir / "checkpoints").is_dir()
-    if existing and not resuming:
+    if (marker.is_file() or (output_dir / "checkpoints").is_dir()) and not resuming:
         raise RunFolderError(
             f"output folder {output_dir} already holds a run; refusing to overwrite it. Choose a new folder "
             f"(hydra.run.dir=... or paths.output_dir=...) or resume it with ckpt_path=last"
@@ -195,8 +158,6 @@ def claim_run_dir(output_dir: Path, cfg: DictConfig, resuming: bool) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
     if marker.is_file():
-        import json
-
         previous = json.loads(marker.read_text())
         previous.setdefault("resumed", []).append(meta)
         write_json(marker, previous)

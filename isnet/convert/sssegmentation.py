@@ -43,18 +43,12 @@ KEY_RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def _rename(key: str) -> str | None:
-    hits = [rule.sub(repl, key) for rule, repl in KEY_RULES if rule.match(key)]
-    if len(hits) > 1:  # guards the table itself
-        raise ConversionError(f"key {key!r} matches {len(hits)} conversion rules")
-    return hits[0] if hits else None
-
-
 def _unwrap(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
     """Take the state dict out of a released file, a bare state dict, or a DDP (``module.``) state dict."""
     if not isinstance(checkpoint, dict):
-        raise ConversionError(f"{source}: expected a dict (a state dict or {{'model': state_dict}}), "
-                              f"got {type(checkpoint).__name__}")  # fmt: skip
+        raise ConversionError(
+            f"{source}: expected a state dict or {{'model': state_dict}}, got {type(checkpoint).__name__}"
+        )
     state = checkpoint.get("model", checkpoint)
     if not isinstance(state, dict) or not state:
         raise ConversionError(f"{source}: 'model' holds no state dict")
@@ -100,14 +94,12 @@ def sssegmentation_to_isnet(
     Raises:
         ConversionError: listing unmapped, missing, unexpected and mis-shaped keys.
     """
-    converted: dict[str, torch.Tensor] = {}
-    unmapped = []
-    for key, value in state.items():
-        new_key = _rename(key)
-        if new_key is None:
-            unmapped.append(key)
-        else:
-            converted[new_key] = value
+    # the rules do not overlap (tests/unit/test_convert.py checks that every key matches exactly one)
+    renamed = {
+        key: next((rule.sub(repl, key) for rule, repl in KEY_RULES if rule.match(key)), None) for key in state
+    }
+    converted = {new: state[key] for key, new in renamed.items() if new is not None}
+    unmapped = [key for key, new in renamed.items() if new is None]
     report = mismatch_report(converted, unmapped, target)
     if report:
         raise ConversionError(f"{source} does not match ISNet:\n{report}")
@@ -137,9 +129,7 @@ def from_sssegmentation(
     raw = safe_torch_load(checkpoint) if isinstance(checkpoint, str | os.PathLike) else checkpoint
     state = _unwrap(raw, source)
     config = infer_config(state, source)
-    if act is not None:
-        config["act"] = act
-    config.update(overrides)
+    config.update(overrides, **({} if act is None else {"act": act}))
     try:  # a released file name: check against its recipe and carry its classes
         entry = recipe(Path(source).name) if source != "state dict" else None
     except KeyError:

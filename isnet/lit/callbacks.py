@@ -26,11 +26,8 @@ class EpochSeed(pl.Callback):
     """Derive every random stream of an epoch from ``(seed, epoch, rank)`` at the start of the epoch.
 
     Lightning restores weights, optimizer, schedule and loop counters on resume, but not the global RNG nor a
-    single-process ``RandomSampler``'s generator, so a resumed run would see another data order and other
-    dropout masks than an uninterrupted one. Reseeding at every epoch start makes a run resumed from an
-    epoch-end checkpoint (``last.ckpt``) continue exactly as the uninterrupted run (bit-identical on CPU with
-    ``num_workers=0``; DataLoader workers keep their own augmentation streams). Under DDP the
-    ``DistributedSampler`` is already seeded by epoch; dropout still gets its per-rank seed here.
+    ``RandomSampler``'s generator. Reseeding at every epoch start makes a run resumed from an epoch-end
+    checkpoint continue exactly as the uninterrupted run (bit-identical on CPU with ``num_workers=0``).
 
     Args:
         seed: Base seed; ``None`` reads ``PL_GLOBAL_SEED`` (set by ``seed_everything``), else 0.
@@ -85,20 +82,10 @@ class MetricsHistory(pl.Callback):
         self.dirpath = dirpath
         self.filename = filename
         self.plot = plot
-        self.history: dict[str, list[float]] = {
-            "train_step": [],
-            "train_step_loss": [],
-            "epoch": [],
-            "train_loss": [],
-            "val_epoch": [],
-            "val_mIoU": [],
-            "val_aAcc": [],
-        }
+        keys = ("train_step", "train_step_loss", "epoch", "train_loss", "val_epoch", "val_mIoU", "val_aAcc")
+        self.history: dict[str, list[float]] = {key: [] for key in keys}
         self.steps_per_epoch = 1
         self._epoch_losses: list[float] = []
-
-    def _folder(self, trainer: pl.Trainer) -> Path:
-        return Path(self.dirpath or trainer.default_root_dir)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -106,10 +93,9 @@ class MetricsHistory(pl.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        value = float(loss.detach())
-        self._epoch_losses.append(value)
+        self._epoch_losses.append(float(loss.detach()))
         self.history["train_step"].append(trainer.global_step)
-        self.history["train_step_loss"].append(value)
+        self.history["train_step_loss"].append(self._epoch_losses[-1])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch_losses:
@@ -132,10 +118,11 @@ class MetricsHistory(pl.Callback):
 
     @rank_zero_only
     def _write(self, trainer: pl.Trainer) -> None:
-        folder = self._folder(trainer)
-        write_json(folder / self.filename, {**self.history, "steps_per_epoch": self.steps_per_epoch})
+        folder = Path(self.dirpath or trainer.default_root_dir)
+        history = {**self.history, "steps_per_epoch": self.steps_per_epoch}
+        write_json(folder / self.filename, history)
         if self.plot and (self.history["epoch"] or self.history["val_epoch"]):
-            plot_curves({**self.history, "steps_per_epoch": self.steps_per_epoch}, folder / self.plot)
+            plot_curves(history, folder / self.plot)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "steps_per_epoch": self.steps_per_epoch}
@@ -148,10 +135,9 @@ class MetricsHistory(pl.Callback):
 class PredictionOverlays(pl.Callback):
     """Save ``image | ground truth | prediction`` panels with a class legend for the first evaluation images.
 
-    Files are written on rank zero after ``trainer.test`` (``stage="test"``) or at the end of ``trainer.fit``
-    (``stage="fit"``), with the module's inference settings, so the pictures show exactly what the metrics
-    measured. When the trainer logs to TensorBoard, the first ``log_images`` validation panels are also logged
-    after every validation epoch, to watch the predictions improve during training.
+    Files are written on rank zero after ``trainer.test`` (``stage="test"``) or ``trainer.fit`` (``"fit"``), with
+    the module's inference settings, so the pictures show what the metrics measured. With a TensorBoard logger
+    the first ``log_images`` validation panels are also logged after every validation epoch.
 
     Args:
         num_images: Number of images to draw into files.
@@ -174,22 +160,23 @@ class PredictionOverlays(pl.Callback):
         palette: str | list[list[int]] = "data",
         log_images: int = 2,
     ) -> None:
-        if stage not in ("test", "fit"):
-            raise ConfigError(f"PredictionOverlays.stage must be 'test' or 'fit', got {stage!r}")
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ConfigError(f"PredictionOverlays.num_images must be a positive int, got {num_images!r}")
-        if isinstance(log_images, bool) or not isinstance(log_images, int) or log_images < 0:
-            raise ConfigError(f"PredictionOverlays.log_images must be an int >= 0, got {log_images!r}")
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ConfigError(f"PredictionOverlays.alpha must be in [0, 1], got {alpha!r}")
+        def count(value: Any, low: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        for name, value, ok, what in (
+            ("stage", stage, stage in ("test", "fit"), "'test' or 'fit'"),
+            ("num_images", num_images, count(num_images, 1), "a positive int"),
+            ("log_images", log_images, count(log_images, 0), "an int >= 0"),
+            ("alpha", alpha, 0.0 <= float(alpha) <= 1.0, "in [0, 1]"),
+            ("palette", palette, palette in ("data", "generated") or not isinstance(palette, str),
+             "'data', 'generated' or a list"),
+        ):  # fmt: skip
+            if not ok:
+                raise ConfigError(f"PredictionOverlays.{name} must be {what}, got {value!r}")
         self.num_images = num_images
         self.dirpath = dirpath
         self.stage = stage
         self.alpha = float(alpha)
-        if isinstance(palette, str) and palette not in ("data", "generated"):
-            raise ConfigError(
-                f"PredictionOverlays.palette must be 'data', 'generated' or a list, got {palette!r}"
-            )
         self.min_height = int(min_height)
         self.palette = palette
         self.log_images = log_images
@@ -205,9 +192,8 @@ class PredictionOverlays(pl.Callback):
             self.draw(trainer, pl_module, "val_dataset")
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.log_images == 0:
-            return
-        self.log_to_tensorboard(trainer, pl_module)
+        if not trainer.sanity_checking and self.log_images:
+            self.log_to_tensorboard(trainer, pl_module)
 
     @rank_zero_only
     def log_to_tensorboard(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -231,43 +217,33 @@ class PredictionOverlays(pl.Callback):
         for index, name, panel in self._panels(trainer, pl_module, attr, self.num_images):
             self.written.append(save_image(folder / f"{index:02d}_{name}.png", panel))
 
-    def _palette(self, datamodule: Any, num_classes: int) -> list[tuple[int, int, int]]:
-        if isinstance(self.palette, str):
-            palette = list(getattr(datamodule, "palette", []) or []) if self.palette == "data" else []
-        else:
-            palette = [tuple(c) for c in self.palette]
-        return palette if len(palette) == num_classes else default_palette(num_classes)
-
+    @torch.no_grad()
     def _panels(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, attr: str, count: int
     ) -> Iterator[tuple[int, str, np.ndarray]]:
-        """Yield ``(index, file-safe name, RGB panel)`` for the first ``count`` samples of ``datamodule.<attr>``.
-
-        The module is switched to eval mode while predicting and its mode restored afterwards.
-        """
+        """Yield ``(index, file-safe name, RGB panel)`` for the first ``count`` samples of
+        ``datamodule.<attr>`` (predicted in eval mode; the module's mode is restored afterwards)."""
         datamodule = trainer.datamodule
-        dataset = getattr(datamodule, attr, None) if datamodule is not None else None
+        dataset = getattr(datamodule, attr, None)
         if dataset is None:
             return
-        num_classes = pl_module.hparams.num_classes
-        palette = self._palette(datamodule, num_classes)
-        class_names = list(
-            getattr(pl_module, "class_names", None) or [f"class_{k}" for k in range(num_classes)]
-        )
-        ignore_index = int(getattr(pl_module.hparams, "ignore_index", 255))
+        palette = self.palette if not isinstance(self.palette, str) else []
+        if self.palette == "data":
+            palette = getattr(datamodule, "palette", None) or []
+        k = pl_module.hparams.num_classes  # a palette of another size is replaced by generated colours
+        palette = [tuple(c) for c in palette] if len(palette) == k else default_palette(k)
+        ignore_index = pl_module.hparams.ignore_index
         mean = getattr(datamodule, "mean", IMAGENET_MEAN_255)
         std = getattr(datamodule, "std", IMAGENET_STD_255)
         config = pl_module.test_inference_config if attr == "test_dataset" else pl_module.inference_config
+        predict = pl_module.model.predict_logits
         was_training = pl_module.training
         pl_module.eval()
         try:
             for index in range(min(count, len(dataset))):
                 sample = dataset[index]
-                image = sample["image"].to(pl_module.device)
-                mask = sample["mask"]
-                with torch.no_grad():
-                    scores = run_inference(pl_module.model.predict_logits, image[None], mask.shape[-2:], config,
-                                           pl_module.flip_pairs)  # fmt: skip
+                mask, image = sample["mask"], sample["image"][None].to(pl_module.device)
+                scores = run_inference(predict, image, mask.shape[-2:], config, pl_module.flip_pairs)
                 pred = scores.argmax(dim=1)[0].cpu()
                 rgb = denormalize(sample["image"], mean, std)
                 if rgb.shape[:2] != tuple(mask.shape):
@@ -276,7 +252,7 @@ class PredictionOverlays(pl.Callback):
 
                     rgb = cv2.resize(rgb, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
                 raw_name = str(sample.get("name", f"{index:04d}"))
-                panel = prediction_panel(rgb, mask, pred, class_names, palette, ignore_index=ignore_index,
+                panel = prediction_panel(rgb, mask, pred, pl_module.class_names, palette, ignore_index,
                                          title=raw_name, alpha=self.alpha,
                                          panel_height=max(self.min_height, int(mask.shape[0])))  # fmt: skip
                 yield index, raw_name.replace("/", "_"), panel

@@ -1,20 +1,14 @@
-"""LightningModule that trains and evaluates ISNet as sssegmentation does.
+"""LightningModule that trains and evaluates ISNet as sssegmentation does (``ssseg/{train,test}.py``).
 
-Reproduces ``ssseg/train.py`` and ``ssseg/test.py`` for ISNet:
-
-* loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4 on logits upsampled to the crop
-  (:class:`isnet.models.ISNetLoss`);
+* loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4 on logits upsampled to the crop (``ISNetLoss``);
 * optimiser: plain SGD over **one** parameter group (weight decay on every parameter, BN and biases included,
   no nesterov), learning rate set before every step by the poly rule (:class:`isnet.lit.schedule.PolyLR`)
   over ``T = max_epochs * steps_per_epoch`` steps;
-* evaluation: the stage-2 logits at feature resolution (``predict_logits`` of the fast copy that
+* evaluation: the stage-2 logits at feature resolution (of the fast copy that
   :func:`isnet.accel.optimize_for_inference` builds at the start of each evaluation epoch) are resized straight
-  to the **original** label size by :mod:`isnet.inference` (single-scale whole-image logits by default, the setting
-  used for validation during training) and accumulated into a dataset-level confusion matrix
-  (:class:`isnet.metrics.SegmentationIoU`).
-
-Under DDP the DataModule's evaluation loaders split the images without padding
-(:class:`isnet.data.DistributedEvalSampler`), so every image is counted exactly once.
+  to the **original** label size by :mod:`isnet.inference` and accumulated into a dataset-level confusion
+  matrix (:class:`isnet.metrics.SegmentationIoU`). Under DDP the DataModule's evaluation loaders split the
+  images without padding, so every image is counted exactly once.
 """
 
 from __future__ import annotations
@@ -37,9 +31,18 @@ from isnet.lit.schedule import PolyLR
 from isnet.metrics import SegmentationIoU
 from isnet.models import ISNet, ISNetLoss
 
-__all__ = ["ISNetModule"]
+__all__ = ["ISNetModule", "newest_checkpoint"]
 
-_LOSS_TERMS = ("stage2", "stage1", "aux")
+_LOSS_WEIGHTS = {"stage2": 1.0, "stage1": 0.4, "aux": 0.4}
+
+
+def newest_checkpoint(trainer: Any, monitored: bool = True) -> Path | None:
+    """The newest checkpoint file of the trainer's ModelCheckpoint callbacks, or ``None``; ``monitored=False``
+    skips the best-so-far files of monitoring callbacks (the end-of-epoch checkpoint written last)."""
+    cbs = getattr(trainer, "checkpoint_callbacks", None) or []
+    names = [c.last_model_path for c in cbs] + [c.best_model_path for c in cbs if monitored or not c.monitor]
+    paths = [Path(name) for name in names if name and Path(name).is_file()]
+    return max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
 
 
 def _as_dict(config: InferenceConfig) -> dict[str, Any]:
@@ -47,12 +50,19 @@ def _as_dict(config: InferenceConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
+def _inference_config(name: str, value: dict[str, Any] | InferenceConfig | None) -> InferenceConfig:
+    if value is None or isinstance(value, InferenceConfig):
+        return value or SINGLE_SCALE
+    fields = {f.name for f in dataclasses.fields(InferenceConfig)}
+    if unknown := sorted(set(value) - fields):
+        raise ConfigError(f"{name} has unknown keys {unknown}; allowed: {sorted(fields)}")
+    return InferenceConfig(**value)
+
+
+def _check_number(name: str, value: Any, allow_zero: bool = False) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+        raise ConfigError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
 
 
 class ISNetModule(pl.LightningModule):
@@ -63,27 +73,24 @@ class ISNetModule(pl.LightningModule):
     Hydra.
 
     Args:
-        model_config: :class:`isnet.models.ISNet` keyword arguments (``backbone``, ``pretrained``,
-            ``feats_channels``, ``transform_channels``, ``dropout``, ``shortcut``, ``act``, ``aux``).
-            ``num_classes`` may be given here too but must then equal ``num_classes``.
+        model_config: :class:`isnet.models.ISNet` keyword arguments; a ``num_classes`` there must equal
+            ``num_classes``.
         num_classes: Number of classes K.
         lr: Initial learning rate ``lr0``.
         momentum: SGD momentum (0.9 in every reference config).
         weight_decay: SGD weight decay, applied to all parameters as in the reference.
         min_lr: Final learning rate of the poly schedule; ``None`` means ``0.01 * lr`` (reference default).
         power: Poly exponent (0.9).
-        loss_weights: Weights of the ``stage2``, ``stage1`` and ``aux`` cross-entropy terms
-            (default 1.0, 0.4, 0.4).
+        loss_weights: Weights of the ``stage2``, ``stage1`` and ``aux`` cross-entropy terms (1.0, 0.4, 0.4).
         ignore_index: Label value excluded from the loss and the metrics (255).
-        inference: Validation/test inference settings (:class:`isnet.inference.InferenceConfig` fields);
-            ``None`` is the reference's single-scale whole-image logits.
+        inference: Validation/test :class:`isnet.inference.InferenceConfig` fields; ``None`` is the
+            reference's single-scale whole-image logits.
         test_inference: Settings for ``trainer.test`` only (e.g. multi-scale + flip); ``None`` = ``inference``.
         class_names: K class names for per-class results; ``None`` gives ``class_0 ... class_{K-1}``.
         flip_pairs: Class pairs whose channels swap under a horizontal test-time flip (LIP).
         experiment: Name of the recipe (stored with the checkpoint for reference).
         compile: ``torch.compile`` the training forward and the evaluation copy (``True`` or a dict of
-            ``torch.compile`` arguments; see :func:`isnet.accel.optimize_for_inference`). Off by default:
-            compiling takes minutes for the zoo backbones and pays off only for long runs.
+            ``torch.compile`` arguments). Off by default: compiling takes minutes for the zoo backbones.
     """
 
     def __init__(
@@ -107,27 +114,20 @@ class ISNetModule(pl.LightningModule):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if not isinstance(model_config, dict):
-            raise ConfigError(
-                f"model_config must be a dict of ISNet arguments, got {type(model_config).__name__}"
-            )
         if model_config.get("num_classes", num_classes) != num_classes:
             raise ConfigError(
                 f"model_config.num_classes={model_config['num_classes']} disagrees with num_classes={num_classes}"
             )
-        _check_positive("lr", lr)
-        _check_positive("weight_decay", weight_decay, allow_zero=True)
-        _check_positive("power", power)
+        _check_number("lr", lr)
+        _check_number("weight_decay", weight_decay, allow_zero=True)
+        _check_number("power", power)
         if not (isinstance(momentum, int | float) and 0.0 <= momentum < 1.0):
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
-        if min_lr is not None and (_check_positive("min_lr", min_lr, allow_zero=True) > lr):
+        if min_lr is not None and (_check_number("min_lr", min_lr, allow_zero=True) or min_lr > lr):
             raise ConfigError(f"min_lr must be <= lr ({lr}), got {min_lr!r}")
-        loss_weights = (
-            dict(loss_weights) if loss_weights is not None else {"stage2": 1.0, "stage1": 0.4, "aux": 0.4}
-        )
-        unknown = sorted(set(loss_weights) - set(_LOSS_TERMS))
-        if unknown:
-            raise ConfigError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_TERMS)}")
+        loss_weights = {**_LOSS_WEIGHTS, **(loss_weights or {})}
+        if unknown := sorted(set(loss_weights) - set(_LOSS_WEIGHTS)):
+            raise ConfigError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_WEIGHTS)}")
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
         # Rebinding the arguments before save_hyperparameters() stores the resolved values: the full ISNet
@@ -135,20 +135,15 @@ class ISNetModule(pl.LightningModule):
         model_config = {**model_config, "num_classes": num_classes}
         class_names = [str(c) for c in class_names] if class_names is not None else None
         flip_pairs = [[int(a), int(b)] for a, b in flip_pairs] if flip_pairs else []
-        val_config = self._inference_config("inference", inference)
-        test_config = self._inference_config("test_inference", test_inference) if test_inference else None
+        val_config = _inference_config("inference", inference)
+        test_config = _inference_config("test_inference", test_inference) if test_inference else None
         inference = _as_dict(val_config)
         test_inference = _as_dict(test_config) if test_config is not None else None
         self.compile_options = compile_options(compile)
         self.save_hyperparameters()
 
         self.model = ISNet.from_config(model_config)
-        self.criterion = ISNetLoss(
-            ignore_index=ignore_index,
-            stage2_weight=loss_weights.get("stage2", 1.0),
-            stage1_weight=loss_weights.get("stage1", 0.4),
-            aux_weight=loss_weights.get("aux", 0.4),
-        )
+        self.criterion = ISNetLoss(ignore_index, **{f"{k}_weight": w for k, w in loss_weights.items()})
         self.inference_config = val_config
         self.test_inference_config = test_config or val_config
         self.class_names = class_names or [f"class_{k}" for k in range(num_classes)]
@@ -166,22 +161,6 @@ class ISNetModule(pl.LightningModule):
         self.__dict__["_compiled_train"] = None
         self.__dict__["_eval_model"] = None
 
-    @staticmethod
-    def _inference_config(name: str, value: dict[str, Any] | InferenceConfig | None) -> InferenceConfig:
-        if value is None:
-            return SINGLE_SCALE
-        if isinstance(value, InferenceConfig):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a dict of InferenceConfig fields, got {type(value).__name__}")
-        fields = {f.name for f in dataclasses.fields(InferenceConfig)}
-        unknown = sorted(set(value) - fields)
-        if unknown:
-            raise ConfigError(f"{name} has unknown keys {unknown}; allowed: {sorted(fields)}")
-        return InferenceConfig(**value)
-
-    # ------------------------------------------------------------------------------------------------
-    # forward / training
     def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
         """Run the network (train mode: dict of logits; eval mode: stage-2 logits at input size)."""
         if self.model.training and self.compile_options is not None:
@@ -198,32 +177,23 @@ class ISNetModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One reference iteration: forward in train mode, three CE terms, checked for NaN/inf."""
         images, masks = batch["image"], batch["mask"]
-        outputs = self(images)
-        losses = self.criterion(outputs, masks)
+        losses = self.criterion(self(images), masks)
         loss = losses["loss"]
         if not bool(torch.isfinite(loss)):
             raise FloatingPointError(self._nonfinite_message(losses, batch_idx))
-        batch_size = images.shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
+        log = dict(on_step=True, on_epoch=False, batch_size=images.shape[0])
+        self.log("train/loss", loss, prog_bar=True, **log)
         for name in ("loss_stage1", "loss_stage2", "loss_aux"):
             if name in losses:
-                self.log(f"train/{name}", losses[name], on_step=True, on_epoch=False, batch_size=batch_size)
-        optimizers = self.trainer.optimizers if self._trainer is not None else []
-        if optimizers:
-            lr = optimizers[0].param_groups[0]["lr"]  # the value this step uses (set before the step)
-            self.log("train/lr", lr, on_step=True, on_epoch=False, batch_size=batch_size)
+                self.log(f"train/{name}", losses[name], **log)
+        if self._trainer is not None and self.trainer.optimizers:
+            # the value this step uses (set before the step)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], **log)
         return loss
 
     def _nonfinite_message(self, losses: dict[str, Tensor], batch_idx: int) -> str:
         terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-        # The newest checkpoint on disk; it predates this step, so its weights are still finite.
-        candidates = []
-        for callback in getattr(self._trainer, "checkpoint_callbacks", None) or []:
-            for attr in ("last_model_path", "best_model_path"):
-                path = getattr(callback, attr, "")
-                if path and Path(path).is_file():
-                    candidates.append(Path(path))
-        last = max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+        last = newest_checkpoint(self._trainer)  # it predates this step, so its weights are still finite
         where = f"the last good checkpoint is {last}" if last else "no checkpoint has been written yet"
         return (
             f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, "
@@ -235,12 +205,7 @@ class ISNetModule(pl.LightningModule):
         hp = self.hparams
         # ssseg/modules/models/optimizers: SGD(model.parameters(), lr, momentum, weight_decay), params_rules={}
         optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=hp.lr,
-            momentum=hp.momentum,
-            weight_decay=hp.weight_decay,
-            dampening=0,
-            nesterov=False,
+            self.model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
         )
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
@@ -251,16 +216,10 @@ class ISNetModule(pl.LightningModule):
         #: T, the schedule length in optimizer steps (per rank: max_epochs x per-rank batches per epoch).
         self.total_steps = int(total)
         scheduler = PolyLR(optimizer, total_steps=self.total_steps, power=hp.power, min_lr=hp.min_lr)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        schedule = {"scheduler": scheduler, "interval": "step", "frequency": 1}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
-    # ------------------------------------------------------------------------------------------------
-    # evaluation
-    def _evaluate(
-        self, batch: dict[str, Any], metric: SegmentationIoU, config: InferenceConfig, stage: str
-    ) -> None:
+    def _evaluate(self, batch: dict[str, Any], metric: SegmentationIoU, stage: str) -> None:
         masks = batch.get("mask")
         if masks is None:
             raise DataError(
@@ -273,6 +232,7 @@ class ISNetModule(pl.LightningModule):
         else:
             pairs = [(img.unsqueeze(0), mask.unsqueeze(0)) for img, mask in zip(images, masks, strict=True)]
         predict = self.eval_model().predict_logits
+        config = self.test_inference_config if stage == "test" else self.inference_config
         for image, mask in pairs:
             scores = run_inference(predict, image, mask.shape[-2:], config, self.flip_pairs)
             metric.update(scores.argmax(dim=1), mask)
@@ -293,11 +253,11 @@ class ISNetModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Predict at the original label size and accumulate the confusion matrix."""
-        self._evaluate(batch, self.val_iou, self.inference_config, "validation")
+        self._evaluate(batch, self.val_iou, "validation")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """As :meth:`validation_step`, with the test-time settings."""
-        self._evaluate(batch, self.test_iou, self.test_inference_config, "test")
+        self._evaluate(batch, self.test_iou, "test")
 
     def _log_epoch(self, name: str, value: Tensor | float) -> None:
         # The value is already global (the metric's compute() all-reduces its confusion matrix), so the
@@ -305,21 +265,24 @@ class ISNetModule(pl.LightningModule):
         value = torch.as_tensor(value, dtype=torch.float32, device=self.device)
         self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
 
-    @staticmethod
-    def _check_labelled(result: dict[str, Tensor], stage: str) -> None:
-        if bool(torch.isnan(result["aAcc"])):
+    def _compute(self, metric: SegmentationIoU, stage: str) -> dict[str, Tensor]:
+        self._drop_eval_model()
+        result = metric.compute()
+        if stage == "test":  # the global counts on every rank, for the confusion-matrix plot
+            with metric.sync_context():
+                result["confmat"] = metric.confmat.detach().cpu().clone()
+        metric.reset()
+        if not self.trainer.sanity_checking and bool(torch.isnan(result["aAcc"])):
             raise DataError(
                 f"the {stage} split has no labelled pixel (every label is the ignore value or outside "
                 "[0, num_classes)); it cannot be evaluated"
             )
+        return result
 
     def on_validation_epoch_end(self) -> None:
-        self._drop_eval_model()
-        result = self.val_iou.compute()
-        self.val_iou.reset()
+        result = self._compute(self.val_iou, "validation")
         if self.trainer.sanity_checking:
             return
-        self._check_labelled(result, "validation")
         miou = result["mIoU"].float()
         self._log_epoch("val/mIoU", miou)
         self._log_epoch("val/aAcc", result["aAcc"])
@@ -333,23 +296,17 @@ class ISNetModule(pl.LightningModule):
         return "_ms_flip" if (len(config.scales) > 1 or config.flip) else ""
 
     def on_test_epoch_end(self) -> None:
-        self._drop_eval_model()
-        result = self.test_iou.compute()
-        with self.test_iou.sync_context():  # the global counts on every rank, for the confusion-matrix plot
-            confmat = self.test_iou.confmat.detach().cpu().clone()
-        self.test_iou.reset()
-        self._check_labelled(result, "test")
+        result = self._compute(self.test_iou, "test")
         suffix = self.test_suffix
         self._log_epoch(f"test/mIoU{suffix}", result["mIoU"])
         self._log_epoch(f"test/aAcc{suffix}", result["aAcc"])
-        for name, iou in zip(self.class_names, result["IoU"].tolist(), strict=True):
-            self._log_epoch(f"test/IoU{suffix}/{name}", iou)
+        iou, acc = (dict(zip(self.class_names, result[k].tolist(), strict=True)) for k in ("IoU", "Acc"))
+        for name, value in iou.items():
+            self._log_epoch(f"test/IoU{suffix}/{name}", value)
         self.test_results = {
-            "mIoU": float(result["mIoU"]),
-            "aAcc": float(result["aAcc"]),
-            "mAcc": float(result["mAcc"]),
-            "IoU": dict(zip(self.class_names, result["IoU"].tolist(), strict=True)),
-            "Acc": dict(zip(self.class_names, result["Acc"].tolist(), strict=True)),
+            **{k: float(result[k]) for k in ("mIoU", "aAcc", "mAcc")},
+            "IoU": iou,
+            "Acc": acc,
             "inference": _as_dict(self.test_inference_config),
-            "confmat": confmat,
+            "confmat": result["confmat"],
         }

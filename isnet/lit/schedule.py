@@ -19,20 +19,10 @@ __all__ = ["PolyLR", "poly_lr", "steps_per_epoch"]
 
 
 def poly_lr(step: int, total_steps: int, base_lr: float, min_lr: float, power: float = 0.9) -> float:
-    """Learning rate used for optimizer step ``step`` (0-based) of ``total_steps``.
+    """Learning rate of optimizer step ``t = step`` (0-based) of ``T = total_steps``; ``min_lr`` at ``T``.
 
     Evaluated in the reference's order (``coeff * (base_lr - min_lr) + min_lr``) so that the values are
     bit-identical. Steps past ``total_steps`` stay at ``min_lr`` (the reference never gets there).
-
-    Args:
-        step: Optimizer steps already done, ``t``.
-        total_steps: ``T``, the length of the schedule in optimizer steps.
-        base_lr: ``lr0``.
-        min_lr: Floor reached at ``t = T``.
-        power: Poly exponent (0.9).
-
-    Returns:
-        The learning rate.
     """
     step = min(max(int(step), 0), int(total_steps))
     coeff = (1 - step / total_steps) ** power
@@ -40,18 +30,11 @@ def poly_lr(step: int, total_steps: int, base_lr: float, min_lr: float, power: f
 
 
 def steps_per_epoch(num_samples: int, global_batch_size: int, world_size: int = 1) -> int:
-    """Optimizer steps per epoch and rank, as counted by the reference: ``floor(ceil(N / W) / (B / W))``.
+    """Optimizer steps per epoch and rank for ``N = num_samples``, global batch ``B`` and ``W`` processes, as
+    counted by the reference: ``floor(ceil(N / W) / (B / W))``.
 
     ``DistributedSampler`` pads the index list to ``ceil(N / W)`` samples per rank and the train loader drops
     the last incomplete per-rank batch of ``B / W`` samples (``ssseg/train.py``).
-
-    Args:
-        num_samples: ``N``, the number of training samples.
-        global_batch_size: ``B``, the batch summed over all ranks.
-        world_size: ``W``, the number of processes.
-
-    Returns:
-        The number of iterations per epoch.
     """
     if global_batch_size % world_size != 0:
         raise ConfigError(
@@ -84,24 +67,19 @@ class PolyLR(LRScheduler):
     ) -> None:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
             raise ConfigError(f"PolyLR total_steps must be a positive int, got {total_steps!r}")
-        if power <= 0:
-            raise ConfigError(f"PolyLR power must be > 0, got {power!r}")
-        if min_lr is not None and min_lr < 0:
-            raise ConfigError(f"PolyLR min_lr must be >= 0 or None, got {min_lr!r}")
+        if power <= 0 or (min_lr is not None and min_lr < 0):
+            raise ConfigError(f"PolyLR needs power > 0 and min_lr >= 0 or None, got {power!r}, {min_lr!r}")
         self.total_steps = total_steps
         self.power = power
         self.min_lr = min_lr
         super().__init__(optimizer, last_epoch)
 
-    def _min_lr(self, base_lr: float) -> float:
-        return 0.01 * base_lr if self.min_lr is None else self.min_lr
-
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """Closed form at ``t = last_epoch`` (the number of scheduler steps taken)."""
+        floors = [0.01 * base if self.min_lr is None else self.min_lr for base in self.base_lrs]
         return [
-            poly_lr(self.last_epoch, self.total_steps, base, self._min_lr(base), self.power)
-            for base in self.base_lrs
+            poly_lr(self.last_epoch, self.total_steps, b, m, self.power)
+            for b, m in zip(self.base_lrs, floors)
         ]
 
-    def _get_closed_form_lr(self) -> list[float]:
-        return self.get_lr()
+    _get_closed_form_lr = get_lr

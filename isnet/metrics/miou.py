@@ -20,23 +20,11 @@ __all__ = ["SegmentationIoU", "confusion_matrix", "metrics_from_confusion_matrix
 
 
 def confusion_matrix(preds: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
-    """Count (label, prediction) pairs over the valid pixels of a batch.
+    """``int64`` ``(K, K)`` matrix ``M[t, p]`` = number of valid pixels labelled ``t`` and predicted ``p``.
 
-    A pixel is valid when its label lies in ``[0, num_classes)`` and is not ``ignore_index``; every other
-    pixel is dropped together with its prediction, as the reference does after mapping such labels to -1.
-
-    Args:
-        preds: Predicted class ids, any shape, integer dtype, values in ``[0, num_classes)``.
-        target: Label ids with the same shape as ``preds``.
-        num_classes: Number of classes ``K``.
-        ignore_index: Label value excluded from the counts.
-
-    Returns:
-        ``int64`` matrix ``M`` with ``M[t, p]`` = number of valid pixels labelled ``t`` and predicted ``p``.
-
-    Shape:
-        - preds, target: ``(*)`` (identical)
-        - output: ``(K, K)``
+    ``preds`` (class ids in ``[0, K)``) and ``target`` have the same shape. A pixel is valid when its label
+    lies in ``[0, K)`` and is not ``ignore_index``; every other pixel is dropped with its prediction, as the
+    reference does after mapping such labels to -1.
     """
     preds = preds.reshape(-1).long()
     target = target.reshape(-1).long()
@@ -47,32 +35,17 @@ def confusion_matrix(preds: Tensor, target: Tensor, num_classes: int, ignore_ind
 
 
 def metrics_from_confusion_matrix(confmat: Tensor) -> dict[str, Tensor]:
-    """Turn a global confusion matrix into the reference's IoU / accuracy numbers.
-
-    Args:
-        confmat: ``(K, K)`` counts, rows = label, columns = prediction.
-
-    Returns:
-        Dict of float64 tensors: ``"mIoU"`` (NaN-mean of ``IoU``), ``"aAcc"`` (sum of intersections over
-        sum of label areas, the reference's ``all_accuracy``), ``"IoU"`` (``(K,)``, NaN where the union
-        is 0), ``"Acc"`` (``(K,)`` per-class accuracy, NaN where the label area is 0) and ``"mAcc"``
-        (NaN-mean of ``Acc``).
+    """The reference's IoU / accuracy numbers of a ``(K, K)`` confusion matrix (rows = label), as float64:
+    ``"mIoU"`` (NaN-mean of ``IoU``), ``"aAcc"`` (the reference's ``all_accuracy``), ``"IoU"`` (``(K,)``,
+    NaN where the union is 0), ``"Acc"`` (``(K,)``, NaN where the label area is 0), ``"mAcc"`` (NaN-mean).
     """
     confmat = confmat.double()
-    intersect = torch.diagonal(confmat)
-    area_label = confmat.sum(dim=1)
-    area_pred = confmat.sum(dim=0)
-    union = area_pred + area_label - intersect
+    intersect, area_label, area_pred = torch.diagonal(confmat), confmat.sum(dim=1), confmat.sum(dim=0)
     # 0/0 gives NaN exactly where the reference's division gives NaN (class absent from both / from GT).
-    iou = intersect / union
+    iou = intersect / (area_pred + area_label - intersect)
     acc = intersect / area_label
-    return {
-        "mIoU": torch.nanmean(iou),
-        "aAcc": intersect.sum() / area_label.sum(),
-        "IoU": iou,
-        "Acc": acc,
-        "mAcc": torch.nanmean(acc),
-    }
+    aacc = intersect.sum() / area_label.sum()
+    return {"mIoU": torch.nanmean(iou), "aAcc": aacc, "IoU": iou, "Acc": acc, "mAcc": torch.nanmean(acc)}
 
 
 class SegmentationIoU(Metric):
@@ -107,67 +80,42 @@ class SegmentationIoU(Metric):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.add_state(
-            "confmat",
-            default=torch.zeros(num_classes, num_classes, dtype=torch.long),
-            dist_reduce_fx="sum",
+            "confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum"
         )
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add one batch to the confusion matrix.
-
-        Args:
-            preds: Either class ids with the same shape as ``target`` (integer dtype), or scores/logits with
-                one extra class dimension at position 1 (reduced with argmax).
-            target: Label ids; ``ignore_index`` and values outside ``[0, K)`` are not counted.
-
-        Shape:
-            - preds: ``(N, H, W)`` ids or ``(N, K, H, W)`` scores
-            - target: ``(N, H, W)``
+        """Add one batch: ``preds`` are ``(N, H, W)`` integer class ids or ``(N, K, H, W)`` scores (argmax
+        is taken), ``target`` ``(N, H, W)`` label ids (``ignore_index`` and ids outside ``[0, K)`` skipped).
 
         Raises:
-            ValueError: If the shapes do not match, the class dimension is not ``K``, ids are not integers,
-                or a predicted id lies outside ``[0, K)``.
+            ValueError: the shapes do not match, ids are not integers or lie outside ``[0, K)``.
         """
-        if preds.ndim == target.ndim + 1 and preds.ndim >= 2:
-            expected = (target.shape[0], self.num_classes, *target.shape[1:])
-            if tuple(preds.shape) != expected:
-                raise ValueError(
-                    f"SegmentationIoU.update: score preds of shape {tuple(preds.shape)} do not match target "
-                    f"of shape {tuple(target.shape)}; expected preds of shape {expected} (num_classes="
-                    f"{self.num_classes})"
-                )
-            preds = preds.argmax(dim=1)
-        elif preds.shape == target.shape:
-            if preds.is_floating_point() or preds.is_complex():
-                raise ValueError(
-                    f"SegmentationIoU.update: preds with the target's shape {tuple(target.shape)} must be "
-                    f"integer class ids, got dtype {preds.dtype}; pass (N, K, H, W) scores to use argmax"
-                )
-            if preds.numel() and (int(preds.min()) < 0 or int(preds.max()) >= self.num_classes):
-                raise ValueError(
-                    f"SegmentationIoU.update: predicted class ids must lie in [0, {self.num_classes}), got "
-                    f"values in [{int(preds.min())}, {int(preds.max())}]"
-                )
-        else:
+        shape, ids = tuple(preds.shape), preds.ndim == target.ndim
+        if not ids and preds.ndim == target.ndim + 1 and preds.shape[1:2] == (self.num_classes,):
+            preds = preds.argmax(dim=1)  # scores
+        if preds.shape != target.shape:
+            expected = (target.shape[0], self.num_classes, *target.shape[1:]) if target.ndim else "?"
             raise ValueError(
-                f"SegmentationIoU.update: preds shape {tuple(preds.shape)} does not match target shape "
-                f"{tuple(target.shape)}; preds must be (N, H, W) class ids or (N, K, H, W) scores for a "
-                f"(N, H, W) target"
+                f"SegmentationIoU.update: preds of shape {shape} do not fit a target of shape {tuple(target.shape)}:"
+                f" expected class ids of the target's shape or scores of shape {expected}"
+            )
+        if ids and (preds.is_floating_point() or preds.is_complex()):
+            raise ValueError(
+                f"SegmentationIoU.update: preds with the target's shape must be integer class ids, got dtype "
+                f"{preds.dtype}; pass (N, K, H, W) scores to use argmax"
+            )
+        if ids and preds.numel() and (int(preds.min()) < 0 or int(preds.max()) >= self.num_classes):
+            raise ValueError(
+                f"SegmentationIoU.update: predicted class ids must lie in [0, {self.num_classes}), got values in "
+                f"[{int(preds.min())}, {int(preds.max())}]"
             )
         if target.is_floating_point():
             raise ValueError(f"SegmentationIoU.update: target must hold integer labels, got {target.dtype}")
         self.confmat += confusion_matrix(preds, target, self.num_classes, self.ignore_index)
 
     def compute(self) -> dict[str, Tensor]:
-        """Metrics over everything seen since the last reset.
-
-        Returns:
-            Dict with ``"mIoU"``, ``"aAcc"``, ``"mAcc"`` (float64 scalars) and ``"IoU"``, ``"Acc"``
-            (float64 ``(K,)``); see :func:`metrics_from_confusion_matrix`.
-        """
+        """Metrics over everything seen since the last reset (:func:`metrics_from_confusion_matrix`)."""
         return metrics_from_confusion_matrix(self.confmat)

@@ -22,11 +22,11 @@ __all__ = ["atomic_path", "atomic_torch_save", "atomic_write", "safe_torch_load"
 
 def _refusal_reason(err: Exception) -> str:
     """The line of torch's weights-only error that names what was refused (e.g. ``GLOBAL posix.system``)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
     hits = [
         line for line in lines if ("nsupported" in line and "GLOBAL" in line) or "Unsupported operand" in line
     ]
-    reason = hits[-1] if hits else (lines[0] if lines else type(err).__name__)
+    reason = hits[-1] if hits else lines[0]
     return reason.split(". Please")[0].removeprefix("WeightsUnpickler error: ")[:200]
 
 
@@ -57,9 +57,8 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path`` for the block to write; fsync'd and renamed onto ``path`` on success.
 
-    A crash at any point leaves ``path`` as it was (the complete previous file, or nothing); a failed block
-    deletes the temporary file. The temporary name keeps the suffix (``torch.export.save`` wants ``.pt2``) and
-    is created by the writer itself, so the file gets the usual permissions.
+    A crash at any point leaves ``path`` as it was; a failed block deletes the temporary file. The temporary
+    name keeps the suffix (``torch.export.save`` wants ``.pt2``).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -71,11 +70,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -105,10 +101,8 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor | np.generic):
         return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

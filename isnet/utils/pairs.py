@@ -16,14 +16,11 @@ def as_pair(value: Any, name: str) -> tuple[int, int]:
     Raises:
         ConfigError: ``value`` is not a positive int or a pair of positive ints; the message names ``name``.
     """
-    items: tuple[Any, ...] = ()
-    if isinstance(value, numbers.Integral):
-        items = (value, value)
-    elif not isinstance(value, str | bytes):
-        try:
-            items = tuple(value)
-        except TypeError:
-            pass
+    items = (value, value) if isinstance(value, numbers.Integral) else value
+    try:
+        items = () if isinstance(items, str | bytes) else tuple(items)
+    except TypeError:
+        items = ()
     if len(items) != 2 or not all(
         isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in items
     ):

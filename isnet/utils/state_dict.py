@@ -10,13 +10,9 @@ __all__ = ["mismatch_report", "plain_state_dict"]
 def plain_state_dict(
     state: dict, source: str, error: type[Exception] = ValueError
 ) -> dict[str, torch.Tensor]:
-    """Check that every entry is a tensor and drop a DataParallel/DDP ``module.`` prefix shared by all keys.
-
-    Raises:
-        error: naming ``source`` and the first entries that are not tensors.
-    """
-    non_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if non_tensor:
+    """Check that every entry is a tensor (else raise ``error`` naming ``source`` and the first offenders) and
+    drop a DataParallel/DDP ``module.`` prefix shared by all keys."""
+    if non_tensor := [k for k, v in state.items() if not isinstance(v, torch.Tensor)]:
         raise error(f"{source}: entries that are not tensors: {non_tensor[:5]}")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
@@ -31,18 +27,9 @@ def mismatch_report(
     target_label: str = "model",
     limit: int = 20,
 ) -> str | None:
-    """List unmapped, missing, unexpected and mis-shaped keys, or return ``None`` when the two agree exactly.
-
-    Args:
-        converted: the file's tensors, already renamed to the target's key names.
-        unmapped: the file's keys that no renaming rule matched.
-        target: the model's state dict.
-        source_label: how a mis-shaped line names the file side ("checkpoint (7,) vs model (512,)").
-        target_label: how it names the model side.
-        limit: keys shown per category before "... and N more".
-    """
-    missing = sorted(set(target) - set(converted))
-    unexpected = sorted(set(converted) - set(target))
+    """List unmapped, missing, unexpected and mis-shaped keys of ``converted`` (the file's tensors renamed to
+    the keys of the model's ``target``) and ``unmapped`` (its keys no rule matched), naming the two sides with
+    the labels and showing ``limit`` keys per category; ``None`` when the two agree exactly."""
     mismatched = [
         f"{k}: {source_label} {tuple(v.shape)} vs {target_label} {tuple(target[k].shape)}"
         for k, v in converted.items()
@@ -51,8 +38,8 @@ def mismatch_report(
     parts = []
     for title, items in (
         ("unmapped", unmapped),
-        ("missing", missing),
-        ("unexpected", unexpected),
+        ("missing", sorted(set(target) - set(converted))),
+        ("unexpected", sorted(set(converted) - set(target))),
         ("shape mismatch", mismatched),
     ):
         if items:
