@@ -6,7 +6,6 @@ pyplot state, so callbacks and worker processes can draw safely.
 
 from __future__ import annotations
 
-import colorsys
 import io
 import math
 import os
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
+from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255, default_palette
 from isnet.utils.io import atomic_path
 
 if TYPE_CHECKING:
@@ -35,18 +34,6 @@ __all__ = [
     "save_figure",
     "save_image",
 ]
-
-
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """A deterministic palette of ``num_classes`` RGB triples with well separated hues (data without one)."""
-    golden = 0.618033988749895  # golden-ratio hue steps keep neighbouring ids far apart in colour
-    colours = []
-    for k in range(num_classes):
-        hue = (k * golden) % 1.0
-        value = 0.95 if k % 2 == 0 else 0.7
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.8, value)
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colours
 
 
 def _palette_array(palette: Sequence[Sequence[int]]) -> np.ndarray:

@@ -8,6 +8,7 @@ from isnet.meta.datasets import (
     IMAGENET_STD_255,
     DatasetInfo,
     dataset_info,
+    default_palette,
 )
 from isnet.meta.recipes import RECIPES, SINGLE_SCALE, InferenceConfig, Recipe, recipe, test_settings
 
@@ -22,6 +23,7 @@ __all__ = [
     "InferenceConfig",
     "Recipe",
     "dataset_info",
+    "default_palette",
     "recipe",
     "test_settings",
 ]

@@ -8,6 +8,7 @@ Pipelines follow sssegmentation ``configs/_base_/datasets/*``.
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "LIP_FLIP_PAIRS",
     "DatasetInfo",
     "dataset_info",
+    "default_palette",
 ]
 
 IGNORE_INDEX = 255  # the label value that is not evaluated and carries no loss
@@ -165,3 +167,15 @@ def dataset_info(name: str) -> DatasetInfo:
         return DATASETS[name]
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """A deterministic palette of ``num_classes`` RGB triples with well separated hues (data without one)."""
+    golden = 0.618033988749895  # golden-ratio hue steps keep neighbouring ids far apart in colour
+    colours = []
+    for k in range(num_classes):
+        hue = (k * golden) % 1.0
+        value = 0.95 if k % 2 == 0 else 0.7
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.8, value)
+        colours.append((int(r * 255), int(g * 255), int(b * 255)))
+    return colours

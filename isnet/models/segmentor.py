@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from isnet.meta import default_palette
 from isnet.models.backbones import build_backbone
 from isnet.models.heads import ISNetHead, build_auxiliary_decoder
 from isnet.models.layers.conv import ACTIVATIONS
 from isnet.models.layers.resize import resize_bilinear
-from isnet.viz import default_palette
 
 __all__ = ["ISNet", "check_images"]
 
@@ -60,7 +60,7 @@ class ISNet(nn.Module):
         act: head activation, ``relu`` or ``leaky_relu`` (LIP). The backbone always uses ReLU.
         aux: build the FCN auxiliary head on layer3 (used only by the training loss).
         class_names: K names (default ``class_0 ...``); palette: K RGB triples (default
-            :func:`isnet.viz.default_palette`); meta: free-form dict (e.g. the training hyper-parameters).
+            :func:`isnet.meta.default_palette`); meta: free-form dict (e.g. the training hyper-parameters).
             All three are part of :attr:`config`, so checkpoints carry them.
 
     Shape:

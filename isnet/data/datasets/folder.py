@@ -31,8 +31,7 @@ from isnet.data.datamodule import FileSegDataModule
 from isnet.data.datasets.base import SegSample, build_lut
 from isnet.data.datasets.listing import IMAGE_SUFFIXES
 from isnet.errors import ConfigError, DataError
-from isnet.meta import IGNORE_INDEX
-from isnet.viz import default_palette
+from isnet.meta import IGNORE_INDEX, default_palette
 
 __all__ = ["FolderDataModule", "load_classes_yaml"]
 
