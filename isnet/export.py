@@ -1,22 +1,15 @@
 """Export ISNet for deployment: ONNX, TorchScript and ``torch.export`` programs, each checked against PyTorch.
 
-Every export has a dynamic batch, height and width. The exported graph is the plain eval path (BatchNorm kept as
-its own op: ONNX Runtime and TorchScript fold it themselves) and returns the stage-2 logits either at the input
-resolution (``resolution="input"``, what ``model(images)`` returns in eval mode) or at feature resolution
-(``resolution="feature"``, what :meth:`isnet.ISNet.predict_logits` returns; 1/8, ~1/4 for the LIP variant).
+Every export has a dynamic batch, height and width and runs the plain eval path (BatchNorm kept as its own op),
+returning stage-2 logits at the input size (``resolution="input"``, as ``model(images)`` in eval) or at feature
+resolution (``resolution="feature"``, as :meth:`isnet.ISNet.predict_logits`). ONNX uses torch's TorchScript-based
+exporter (needs only ``onnx``) or, with ``dynamo=True``, the ``torch.export``-based one (needs ``onnxscript``).
+torch cannot yet save timm's ``AvgPool2dSame`` (e.g. ``resnet18d``) in a dynamic-shape ``.pt2`` program.
 
-ONNX goes through torch's TorchScript-based exporter by default (it needs only ``onnx``; torch marks it deprecated
-but it handles the whole model), or through the ``torch.export``-based one with ``dynamo=True`` (needs
-``onnxscript``). ``exported_program`` files (``.pt2``) save with dynamic shapes for the reference backbones; torch's
-serialiser cannot yet save timm's ``AvgPool2dSame`` (e.g. ``resnet18d``'s dilated shortcuts) with symbolic sizes.
-
-Each file is written to a temporary name in the target folder, checked by running the exported artifact on random
-images of two sizes against PyTorch, and only then renamed into place; an existing file is never replaced unless
-``overwrite=True``. The check passes when ``max |exported - torch| <= rtol * max |torch| + atol`` at every size
-(defaults ``rtol=1e-4``, ``atol=1e-5``, fp32 on CPU).
-
-Inputs are float32 ``(N, 3, H, W)`` RGB images normalised with ImageNet mean/std in 0-255 units (see the
-``isnet.mean`` / ``isnet.std`` metadata written into each file), ``H, W >= 9``.
+Each file is written under a temporary name, checked on random images of two sizes
+(``max |exported - torch| <= rtol * max |torch| + atol``, default rtol 1e-4, atol 1e-5, fp32 CPU), and only
+then renamed into place; an existing file is kept unless ``overwrite=True``. Inputs: float32 ``(N, 3, H, W)``
+RGB normalised with ImageNet mean/std in 0-255 units (the ``isnet.mean`` / ``isnet.std`` metadata), H, W >= 9.
 """
 
 from __future__ import annotations
@@ -152,12 +145,6 @@ def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
     return meta
 
 
-def _default_sizes(sample_size: tuple[int, int]) -> list[tuple[int, int, int]]:
-    """(batch, H, W) checks: the sample size with batch 1, and an odd size with batch 2."""
-    h, w = sample_size
-    return [(1, h, w), (2, h * 3 // 4 + 1, w * 5 // 4 + 3)]
-
-
 @contextmanager
 def _quiet_tracing() -> Iterator[None]:
     # the tracers warn about the constant Python-side shape checks; the two-size check below is the real test
@@ -174,38 +161,18 @@ def _write_onnx(
 ) -> None:
     import onnx
 
+    names = dict(input_names=["images"], output_names=["logits"])
     with _quiet_tracing(), torch.no_grad():
-        if dynamo:
-            # torch.export-based exporter (needs onnxscript); names its dynamic dimensions itself
+        if dynamo:  # torch.export-based exporter (needs onnxscript); names its dynamic dimensions itself
             from torch.export import Dim
 
-            torch.onnx.export(
-                wrapper,
-                (sample,),
-                str(tmp),
-                dynamo=True,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_shapes={"images": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}},
-                opset_version=max(opset, 18),
-                external_data=False,
-            )
-        else:
-            # TorchScript-based exporter: needs only onnx (deprecated by torch, still the lighter dependency)
-            torch.onnx.export(
-                wrapper,
-                (sample,),
-                str(tmp),
-                dynamo=False,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "images": {0: "batch", 2: "height", 3: "width"},
-                    "logits": {0: "batch", 2: "out_height", 3: "out_width"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-            )
+            dims = {"images": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}
+            kwargs = dict(dynamic_shapes=dims, opset_version=max(opset, 18), external_data=False)
+        else:  # TorchScript-based exporter: needs only onnx (deprecated by torch, the lighter dependency)
+            axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+            axes["logits"] = {0: "batch", 2: "out_height", 3: "out_width"}
+            kwargs = dict(dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+        torch.onnx.export(wrapper, (sample,), str(tmp), dynamo=dynamo, **names, **kwargs)
     proto = onnx.load(str(tmp))
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -229,12 +196,6 @@ def _write_torchscript(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta
         torch.jit.save(traced, str(tmp), _extra_files={"isnet.json": json.dumps(meta)})
 
 
-def _torchscript_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    with _quiet_tracing():
-        loaded = torch.jit.load(str(tmp), map_location="cpu")
-    return loaded
-
-
 def _write_program(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str]) -> None:
     from torch.export import Dim
 
@@ -250,11 +211,6 @@ def _write_program(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: di
             "reference backbones resnet50_d8, resnet101_d8 and resnest101_d8 save fine. Export to onnx or "
             "torchscript instead."
         ) from err
-
-
-def _program_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    module = torch.export.load(str(tmp)).module()
-    return module
 
 
 def _compare(
@@ -275,19 +231,10 @@ def _compare(
         if got.shape != expected.shape:
             checks.append(ExportCheck(list(images.shape), list(got.shape), float("inf"), 0.0, 0.0, False))
             continue
-        diff = (got - expected).abs().max().item()
-        scale = expected.abs().max().item()
+        diff, scale = (got - expected).abs().max().item(), expected.abs().max().item()
         agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
-        checks.append(
-            ExportCheck(
-                input_shape=list(images.shape),
-                output_shape=list(got.shape),
-                max_abs_diff=diff,
-                max_abs_torch=scale,
-                argmax_agreement=agreement,
-                passed=diff <= rtol * scale + atol,
-            )
-        )
+        passed = diff <= rtol * scale + atol
+        checks.append(ExportCheck(list(images.shape), list(got.shape), diff, scale, agreement, passed))
     return checks
 
 
@@ -343,7 +290,9 @@ def export_model(
     size = tuple(int(s) for s in sample_size)
     if len(size) != 2 or min(size) < 16:
         raise ValueError(f"sample_size must be (H, W) with both >= 16, got {tuple(sample_size)}")
-    sizes = [tuple(int(v) for v in s) for s in verify_sizes] if verify_sizes else _default_sizes(size)
+    h, w = size
+    default_sizes = [(1, h, w), (2, h * 3 // 4 + 1, w * 5 // 4 + 3)]  # the sample size and an odd size
+    sizes = [tuple(int(v) for v in s) for s in verify_sizes] if verify_sizes else default_sizes
     if any(len(s) != 3 or s[0] < 1 or min(s[1:]) < 9 for s in sizes):
         raise ValueError(
             f"verify_sizes must be (batch, H, W) triples with batch >= 1 and H, W >= 9, got {sizes}"
@@ -372,12 +321,14 @@ def export_model(
                 load = _onnx_runner
             elif fmt == "torchscript":
                 _write_torchscript(wrapper, sample, tmp, meta)
-                load = _torchscript_runner
+                load = lambda tmp: torch.jit.load(str(tmp), map_location="cpu")  # noqa: E731
             else:
                 _write_program(wrapper, sample, tmp, meta)
-                load = _program_runner
+                load = lambda tmp: torch.export.load(str(tmp)).module()  # noqa: E731
             if verify:
-                result.checks = _compare(load(tmp), wrapper, sizes, rtol, atol, seed + 1)
+                with _quiet_tracing():
+                    runner = load(tmp)
+                result.checks = _compare(runner, wrapper, sizes, rtol, atol, seed + 1)
                 failed = [c for c in result.checks if not c.passed]
                 if failed:
                     lines = "\n  ".join(

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from isnet.cli import one_line_errors
-from isnet.export import FORMATS, ExportVerificationError, export_model, format_from_suffix
+from isnet.export import FORMATS, export_model, format_from_suffix
 
 __all__ = ["build_parser", "load_model", "main"]
 
@@ -98,11 +98,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the export; returns :meth:`isnet.export.ExportResult.to_dict`.
-
-    Exits with status 1 and a one-paragraph message for an existing output (without ``--force``), a failed
-    check, or a bad argument.
-    """
+    """Run the export; returns :meth:`isnet.export.ExportResult.to_dict` (a failure exits 1 with one message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -122,14 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             atol=args.atol,
             dynamo=args.dynamo,
         )
-    except (
-        FileExistsError,
-        FileNotFoundError,
-        ValueError,
-        ExportVerificationError,
-        RuntimeError,
-        ImportError,
-    ) as err:
+    except (OSError, ValueError, RuntimeError, ImportError) as err:  # ExportVerificationError included
         parser.exit(1, f"error: {err}\n")
     report = result.to_dict()
     if args.json:

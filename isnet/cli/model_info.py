@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from isnet.cli import one_line_errors
+from isnet.errors import ConfigError
 
 __all__ = [
     "GROUPS",
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[nn.Module, tuple[int, int]]:
+def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int]]:
     from isnet.models import ISNet
 
     config: dict[str, Any] = dict(
@@ -193,30 +194,29 @@ def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[n
         try:
             entry = resolve_entry(args.experiment)
         except ValueError as err:
-            parser.error(str(err))
+            raise ConfigError(str(err)) from None
         config.update(backbone=entry.backbone, num_classes=entry.num_classes, shortcut=entry.lip_variant)
         if entry.lip_variant:
             config["act"] = "leaky_relu"
         for option, value in (("backbone", args.backbone), ("num_classes", args.num_classes)):
             if value is not None and value != config[option]:
-                parser.error(
+                raise ConfigError(
                     f"--{option.replace('_', '-')}={value} contradicts {entry.experiment} ({config[option]})"
                 )
         size = tuple(args.size) if args.size else tuple(entry.crop_size)
     if min(size) < 8 or args.batch < 1:
-        parser.error(f"--size must be >= 8 and --batch >= 1, got size={size}, batch={args.batch}")
-    return ISNet(**config), size  # type: ignore[return-value]
+        raise ConfigError(f"--size must be >= 8 and --batch >= 1, got size={size}, batch={args.batch}")
+    try:
+        return ISNet(**config), size  # type: ignore[return-value]
+    except ValueError as err:  # a bad backbone or channel count
+        raise ConfigError(str(err)) from err
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Print (and with ``--out`` write) the per-group table; returns :func:`model_info`'s dict."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        model, size = _build(args, parser)
-    except ValueError as err:
-        parser.exit(1, f"error: {err}\n")
+    args = build_parser().parse_args(argv)
+    model, size = _build(args)
     info = model_info(model, size, args.batch)
     if args.experiment:
         info["experiment"] = args.experiment
