@@ -131,22 +131,8 @@ def run_inference(
     config: InferenceConfig,
     flip_pairs: Sequence[Sequence[int]] = (),
 ) -> Tensor:
-    """Run :func:`ms_flip_inference` with the settings of an :class:`InferenceConfig`.
-
-    Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised, test-resized image batch.
-        out_size: ``(H_out, W_out)`` original label size.
-        config: Test-time settings (e.g. from :func:`isnet.inference.test_settings`).
-        flip_pairs: Class pairs swapped under a horizontal flip (the data module's ``flip_pairs``).
-
-    Returns:
-        Averaged scores.
-
-    Shape:
-        - image: ``(N, C, H, W)``
-        - output: ``(N, K, H_out, W_out)``
-    """
+    """:func:`ms_flip_inference` with the settings of ``config`` (e.g. from :func:`isnet.inference.test_settings`)
+    and the data module's ``flip_pairs``; returns the averaged ``(N, K, H_out, W_out)`` scores."""
     return ms_flip_inference(
         predict_fn,
         image,
