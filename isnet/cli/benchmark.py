@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from isnet.cli import one_line_errors
 from isnet.errors import ConfigError
+from isnet.utils.io import atomic_write
 
 __all__ = ["main", "slc_loop", "time_fn"]
 
@@ -56,16 +57,15 @@ def slc_loop(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 def time_fn(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, Any]:
     """Run ``fn`` ``warmup`` times, then time ``repeats`` runs (synchronising CUDA around each)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - start)
     return _summary(times)
 
@@ -140,7 +140,7 @@ def run_case(name: str, common: list[str], variants: dict[str, list[str]], args:
             for label, extra in sorted(variants.items(), key=lambda item: item[0] != "reference"):
                 is_ref = label == "reference"
                 python = args.reference_python if is_ref else sys.executable
-                shares_weights = "reference" in variants and _phase(common) != "slc"
+                shares_weights = "reference" in variants and common[common.index("--phase") + 1] != "slc"
                 more = ["--impl", "reference" if is_ref else "ours"]
                 if is_ref:
                     more += ["--reference-src", args.reference] + (
@@ -173,10 +173,6 @@ def run_case(name: str, common: list[str], variants: dict[str, list[str]], args:
                     )
     _print_case(result)
     return result
-
-
-def _phase(common: list[str]) -> str:
-    return common[common.index("--phase") + 1]
 
 
 def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> dict[str, Any]:
@@ -328,10 +324,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         for label, stats in case.items():
             if isinstance(stats, dict) and "min_s" in stats:
                 speed = stats.get("speedup_vs_reference_median")
-                rss = stats.get("peak_rss_mb")
-                lines.append(f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | "
-                             f"{rss:.0f} | {f'x{speed:.2f}' if speed else '-'} |" if rss else
-                             f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | - | "
+                rss = f"{stats['peak_rss_mb']:.0f}" if stats.get("peak_rss_mb") else "-"
+                lines.append(f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | {rss} | "
                              f"{f'x{speed:.2f}' if speed else '-'} |")  # fmt: skip
     if "gflop_infer" in report:
         infer = next(c for c in report["cases"] if c["case"] == "infer")
@@ -362,17 +356,16 @@ def to_markdown(report: dict[str, Any]) -> str:
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    if not WORKER.is_file():
+        raise ConfigError(f"isnet-benchmark needs a source checkout of the repository ({WORKER} is missing)")
     if args.reference and not (Path(args.reference) / "ssseg").is_dir():
         raise ConfigError(
             f"--reference {args.reference}: no ssseg/ package there (expected a sssegmentation checkout)"
         )
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = set(cases) - {"slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile"}
-    if unknown:
-        raise ConfigError(
-            f"unknown --cases {sorted(unknown)}; choose from slc, infer, train, bf16, cityscapes, scaling, data, "
-            "compile"
-        )
+    known = ["slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile"]
+    if unknown := set(cases) - set(known):
+        raise ConfigError(f"unknown --cases {sorted(unknown)}; choose from {', '.join(known)}")
     backbone = "resnet18d" if args.smoke else args.backbone
     small = args.smoke
     peak = matmul_peak_gflops(512 if small else 2048)
@@ -450,13 +443,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "data" in cases:
         report["data_images_per_s_per_worker"] = bench_data(1 if small else args.repeats)
     if args.out:
-        from isnet.utils.io import atomic_write
-
         atomic_write(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
     if args.markdown:
-        from isnet.utils.io import atomic_write
-
         atomic_write(args.markdown, to_markdown(report))
         print(f"wrote {args.markdown}")
     return report
