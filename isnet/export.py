@@ -56,8 +56,7 @@ class LogitsExport(nn.Module):
 
     Args:
         model: the network; used in eval mode.
-        resolution: ``"input"`` (logits resized to the input size) or ``"feature"`` (logits at feature
-            resolution, as :meth:`isnet.ISNet.predict_logits`).
+        resolution: ``"input"`` (logits at the input size) or ``"feature"`` (as :meth:`isnet.ISNet.predict_logits`).
 
     Shape:
         images (N, 3, H, W) -> logits (N, K, H, W) or (N, K, h, w).
@@ -109,12 +108,7 @@ class ExportResult:
 
 
 def format_from_suffix(path: str | os.PathLike) -> str:
-    """The export format for a file name: ``.onnx`` -> onnx, ``.pt``/``.ts`` -> torchscript, ``.pt2`` ->
-    exported_program.
-
-    Raises:
-        ValueError: another suffix (the message lists the known ones).
-    """
+    """The export format of a file name (``.onnx``, ``.pt``/``.ts``, ``.pt2``); ValueError for another suffix."""
     suffix = Path(path).suffix.lower()
     table = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "exported_program"}
     if suffix not in table:
@@ -126,7 +120,6 @@ def format_from_suffix(path: str | os.PathLike) -> str:
 
 def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
     """String metadata stored with each export: config, classes, palette, input normalisation, output."""
-    recipe_name = model.meta.get("recipe")
     meta = {
         "isnet.config": json.dumps(model.architecture, sort_keys=True),
         "isnet.class_names": json.dumps(list(model.class_names)),
@@ -140,8 +133,8 @@ def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
             else "logits: float32 (N, K, h, w) stage-2 logits at feature resolution (resize them to the image)"
         ),
     }
-    if recipe_name:
-        meta["isnet.zoo"] = recipe_name
+    if model.meta.get("recipe"):
+        meta["isnet.zoo"] = model.meta["recipe"]
     return meta
 
 
@@ -258,20 +251,17 @@ def export_model(
     Args:
         model: the network (its weights are used as they are; it is not modified).
         path: output file.
-        format: ``onnx``, ``torchscript`` or ``exported_program``; default from the suffix (``.onnx``, ``.pt``,
-            ``.pt2``).
+        format: ``onnx``, ``torchscript`` or ``exported_program``; default from the suffix.
         sample_size: (H, W) of the tracing input (batch 2).
         resolution: ``input`` (logits at the input size) or ``feature`` (logits at feature resolution).
         opset: ONNX opset (>= 14 for ``scaled_dot_product_attention``).
         overwrite: replace an existing file.
         verify: run the exported artifact against PyTorch before writing it.
-        verify_sizes: (batch, H, W) inputs to check; default the sample size with batch 1 and an odd size
-            (3H/4 + 1, 5W/4 + 3) with batch 2.
+        verify_sizes: (batch, H, W) inputs to check; default (1, H, W) and (2, 3H/4 + 1, 5W/4 + 3).
         rtol: allowed max abs difference relative to the largest PyTorch logit.
         atol: allowed absolute slack on top of ``rtol``.
         seed: seed of the random check images.
-        dynamo: ONNX only: use torch's ``torch.export``-based exporter (needs the ``onnxscript`` package)
-            instead of the TorchScript-based one.
+        dynamo: ONNX only: torch's ``torch.export``-based exporter (needs ``onnxscript``).
 
     Returns:
         An :class:`ExportResult` (path, checks with max abs differences and argmax agreement, metadata).

@@ -20,18 +20,14 @@ import sys
 from typing import Any
 
 from isnet.cli import one_line_errors
+from isnet.cli.model_info import doc_parser
 from isnet.export import FORMATS, export_model, format_from_suffix
 
 __all__ = ["build_parser", "load_model", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scripts/export.py",
-        description=__doc__.splitlines()[0].replace(" (``--help``)", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]),
-    )
+    parser = doc_parser("scripts/export.py", __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--ckpt", help="our checkpoint, a Lightning .ckpt of this project or a sssegmentation .pth"

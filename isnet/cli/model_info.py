@@ -32,6 +32,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "custom_flop_formulas",
+    "doc_parser",
     "main",
     "model_info",
 ]
@@ -153,13 +154,18 @@ def _has(model: nn.Module, path: str) -> bool:
         return False
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scripts/model_info.py",
-        description=__doc__.splitlines()[0].replace(" (``--help``)", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]),
+def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A parser described by a command module's docstring: its first line, and the rest as the epilog."""
+    description = doc.splitlines()[0].replace(" (``--help``)", "")
+    epilog = "\n".join(doc.splitlines()[2:])
+    formatter = argparse.RawDescriptionHelpFormatter
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=formatter, epilog=epilog
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = doc_parser("scripts/model_info.py", __doc__)
     parser.add_argument("experiment", nargs="?", help="a model-zoo experiment (e.g. isnet_r50_d8_ade20k)")
     parser.add_argument(
         "--backbone", default=None, help="backbone (default resnet50_d8 without an experiment)"
