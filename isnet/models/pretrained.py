@@ -112,9 +112,8 @@ def download_cached(
 ) -> Path:
     """Return the cached copy of a file, downloading it first if it is not cached yet.
 
-    The download goes to a temporary file that is renamed into place only when complete (and, when the file
-    name carries a sha256 prefix as in ``resnet50_v1c-2cccc1ad.pth``, only when the content matches it), so an
-    interrupted download never leaves a broken cached file.
+    torch.hub renames a complete download into place (checked against a sha256 prefix in the file name, as in
+    ``resnet50_v1c-2cccc1ad.pth``), so an interrupted download never leaves a broken cached file.
 
     Args:
         urls: one URL or several to try in order (mirrors, older release names).
@@ -122,12 +121,8 @@ def download_cached(
         progress: show a progress bar on stderr.
         file_name: name of the cached file; default the last part of the first URL.
 
-    Returns:
-        Path of the cached file.
-
     Raises:
-        DownloadError: every URL failed; the message lists the URLs and the reasons, and says where to put a
-            file downloaded by hand.
+        DownloadError: every URL failed; the message lists the reasons and where to put a file by hand.
     """
     candidates = [urls] if isinstance(urls, str) else list(urls)
     folder = Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
@@ -159,14 +154,8 @@ def download_cached(
 
 
 def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``weights_only=True`` (nothing in the file runs).
-
-    Accepts a bare state dict or one under ``'state_dict'`` (open-mmlab) or ``'model'``; a ``module.`` prefix
-    (DataParallel) is removed.
-
-    Raises:
-        PretrainedError: the file is missing, unreadable, unsafe to unpickle, or holds no tensors.
-    """
+    """Read a state dict (bare, or under ``'state_dict'``/``'model'``; ``module.`` prefix removed) with
+    ``weights_only=True``; PretrainedError if the file is missing, unreadable, unsafe or holds no tensors."""
     try:
         data = safe_torch_load(path)
     except CheckpointError as err:
@@ -243,9 +232,6 @@ def resolve_pretrained(
             may be in timm's or open-mmlab's layout (detected from the keys).
         default_tag: the timm tag ``True`` stands for.
 
-    Returns:
-        The :class:`PretrainedSpec`.
-
     Raises:
         ValueError: an open-mmlab checkpoint that is not this backbone's, a timm tag of another architecture, a
             missing file, or a value of another type; the message lists the accepted values.
@@ -294,15 +280,8 @@ def resolve_pretrained(
 def load_pretrained(
     model: nn.Module, spec: PretrainedSpec, cache_dir: str | os.PathLike | None = None, progress: bool = True
 ) -> Path | None:
-    """Download (if needed) and load the file ``spec`` names into ``model`` strictly.
-
-    Returns:
-        The file that was loaded, or ``None`` when ``spec`` needs no file.
-
-    Raises:
-        DownloadError: the download failed (the message says where to put the file by hand).
-        PretrainedError: the file does not match the backbone (lists the keys).
-    """
+    """Download (if needed) and load the file ``spec`` names into ``model`` strictly; returns that file, or
+    ``None`` when ``spec`` needs none. Raises DownloadError or PretrainedError (listing the keys)."""
     if not spec.needs_loading:
         return None
     path = spec.file if spec.file is not None else download_cached(spec.urls, cache_dir, progress)

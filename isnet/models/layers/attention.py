@@ -40,16 +40,12 @@ def project_concatenation(block: nn.Sequential, parts: list[torch.Tensor]) -> to
         parts [(B, C_i, H_i, W_i)] broadcastable to (B, ., H, W), sum C_i = in_channels -> (B, out, H, W).
     """
     conv = block[0]
-    if conv.kernel_size != (1, 1) or conv.groups != 1:
-        raise ValueError(f"project_concatenation needs a 1x1 ungrouped conv, got {conv}")
     total, start = None, 0
     for part in parts:
         weight = conv.weight[:, start : start + part.shape[1]]
         start += part.shape[1]
         projected = F.conv2d(part, weight)
         total = projected if total is None else total + projected
-    if start != conv.in_channels:
-        raise ValueError(f"parts have {start} channels in total, the conv expects {conv.in_channels}")
     if conv.bias is not None:
         total = total + conv.bias.view(1, -1, 1, 1)
     return block[1:](total)
