@@ -41,15 +41,8 @@ _AT = ((1.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, -1.0))
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     """Transform 3x3 filters to the 16 Winograd positions, ``U = G g G^T``, laid out for ``torch.bmm``.
 
-    The product is taken in float64 and rounded once, so the transformed weights carry a single rounding; it is
-    computed a few output channels at a time so that building an inference copy does not briefly need several
-    times the weights' memory.
-
-    Args:
-        weight: conv weight.
-
-    Returns:
-        The transformed weight, in ``weight``'s dtype; position ``4 * i + j`` is tile entry (i, j).
+    Computed in float64 and rounded once (a single rounding), a few output channels at a time (no temporary of
+    several times the weights' memory). Position ``4 * i + j`` is tile entry (i, j), in ``weight``'s dtype.
 
     Shape:
         weight (Cout, Cin, 3, 3) -> (16, Cin, Cout).

@@ -58,8 +58,8 @@ def _sdpa_cpu_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: A
 
 def custom_flop_formulas() -> dict[Any, Any]:
     """Extra ``FlopCounterMode(custom_mapping=...)`` formulas: attention on the CPU, otherwise counted as 0."""
-    ops = [getattr(torch.ops.aten, name, None) for name in ("_scaled_dot_product_flash_attention_for_cpu",)]
-    return {op: _sdpa_cpu_flops for op in ops if op is not None}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {} if op is None else {op: _sdpa_cpu_flops}
 
 
 def count_params(model: nn.Module, groups: dict[str, tuple[str, ...]] = GROUPS) -> dict[str, int]:
@@ -123,9 +123,10 @@ def model_info(model: nn.Module, input_size: tuple[int, int], batch: int = 1) ->
     """
     params = count_params(model)
     flops = count_flops(model, input_size, batch)
+    existing = dict(model.named_modules())  # e.g. no head.shortcut without the LIP variant
     rows = []
     for name, paths in GROUPS.items():
-        present = [p for p in paths if _has(model, p)]
+        present = [p for p in paths if p in existing]
         rows.append({"name": name, "modules": present, "params": params[name], "gflops": flops[name] / 1e9})
     if params["other"] or flops["other"]:
         rows.append(
@@ -145,13 +146,6 @@ def model_info(model: nn.Module, input_size: tuple[int, int], batch: int = 1) ->
         "note": "FLOPs from torch.utils.flop_counter: 2 per multiply-add (GMACs = GFLOPs / 2); convolutions, "
         "matmuls and attention only. Inference totals leave out the auxiliary head (training only).",
     }
-
-
-def _has(model: nn.Module, path: str) -> bool:
-    try:
-        return model.get_submodule(path) is not None
-    except AttributeError:
-        return False
 
 
 def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:

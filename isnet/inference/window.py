@@ -84,18 +84,13 @@ def whole_inference(
 def slide_windows(
     height: int, width: int, crop_size: int | Sequence[int], stride: int | Sequence[int]
 ) -> list[tuple[int, int, int, int]]:
-    """Window boxes of the sliding-window grid, row-major.
+    """``(y1, y2, x1, x2)`` of every window of the sliding-window grid (see the module docstring), row-major.
 
     Args:
-        height: Image height ``H``.
-        width: Image width ``W``.
-        crop_size: Window size ``(ch, cw)`` (or one int for both).
-        stride: Window stride ``(sh, sw)`` (or one int for both).
-
-    Returns:
-        ``(y1, y2, x1, x2)`` per window: ``max(H - ch + sh - 1, 0) // sh + 1`` rows times the same for
-        columns; start ``idx * stride``, end ``min(start + crop, H)``, start moved back to
-        ``max(end - crop, 0)`` so the last window touches the border.
+        height: image height ``H``.
+        width: image width ``W``.
+        crop_size: window size ``(ch, cw)`` (or one int for both).
+        stride: window stride ``(sh, sw)`` (or one int for both).
     """
     crop_h, crop_w = as_pair(crop_size, "crop_size")
     stride_h, stride_w = as_pair(stride, "stride")

@@ -88,13 +88,9 @@ def build_backbone(
         name: ``resnet50_d8``, ``resnet101_d8``, ``resnest101_d8`` (the reference backbones), any of them with
             ``_d16``, or any timm model name supporting ``features_only`` and ``output_stride`` (optionally with
             a ``_d8``/``_d16`` suffix).
-        pretrained: ``False`` (random init, the default: no download); ``True`` (timm's default ImageNet tag,
-            e.g. ``resnet50c.gluon_in1k``); ``"openmmlab"`` (the reference's own ImageNet checkpoint for the
-            three reference backbones: open-mmlab ``resnet50_v1c``, ``resnet101_v1c``, ``resnest101``, which may
-            also be named directly), downloaded into torch's hub cache; a timm tag (``"resnet50c.gluon_in1k"``);
-            an ``http(s)://`` URL; or a local file. Files are read with ``weights_only=True`` and loaded strictly
-            in timm's or open-mmlab's key layout (only the ImageNet classifier ``fc.*`` is dropped); see
-            :mod:`isnet.models.pretrained`.
+        pretrained: ``False`` (random init, no download), ``True`` (timm's ImageNet tag, e.g.
+            ``resnet50c.gluon_in1k``), ``"openmmlab"`` (the reference's ImageNet checkpoint), a timm tag, a URL
+            or a local file, loaded strictly; see :func:`isnet.models.pretrained.resolve_pretrained`.
         out_indices: timm feature indices; (1, 2, 3, 4) are layer1..layer4 for ResNets.
 
     Returns:
