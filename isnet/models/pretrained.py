@@ -1,11 +1,9 @@
 """ImageNet initialisation of the backbones: the reference's open-mmlab checkpoints, timm tags and local files.
 
-sssegmentation initialises ISNet's backbones from open-mmlab's ImageNet checkpoints
-(``ssseg/modules/models/backbones/resnet.py``: ``resnet50conv3x3stem`` / ``resnet101conv3x3stem``;
-``resnest.py``: ``resnest101``), loaded with ``strict=False``. Those files keep mmcv's key layout
-(``stem.0`` ... ``stem.7``, ``layerN.*``, ``fc.*``) under ``'state_dict'``; this module downloads them through
-torch's hub cache and renames them onto the timm backbone, strictly: every backbone tensor must be present with
-its shape, and only the ImageNet classifier ``fc.*`` is dropped.
+sssegmentation initialises ISNet's backbones from open-mmlab's ImageNet checkpoints (``backbones/resnet.py``
+``resnet50conv3x3stem`` / ``resnet101conv3x3stem``, ``resnest.py`` ``resnest101``) with ``strict=False``. This
+module downloads them through torch's hub cache and renames mmcv's keys onto the timm backbone strictly (every
+backbone tensor present with its shape; only the ImageNet classifier ``fc.*`` dropped).
 
 Key mapping (open-mmlab -> timm), as in the backbone part of the sssegmentation converter: ``stem.{0,1,3,4,6}``
 -> ``conv1.{0,1,3,4,6}`` (the deep 3x3 stem), ``stem.7`` -> ``bn1``, ``layer{1-4}.*`` unchanged (ResNeSt's
