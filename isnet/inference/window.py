@@ -54,18 +54,13 @@ def whole_inference(
     out_size: Sequence[int] | None = None,
     use_probs: bool = False,
 ) -> Tensor:
-    """Run the network once on the whole image.
+    """Run the network once on the whole image; returns logits, or probabilities if ``use_probs``.
 
     Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised image batch.
-        out_size: ``(H_out, W_out)`` to resize to directly (the original label size); ``None`` keeps the
-            network's output resolution.
-        use_probs: Soft-max over classes at the network's resolution, before resizing
-            (the reference's ``use_probs_before_resize``).
-
-    Returns:
-        Logits, or probabilities if ``use_probs``.
+        predict_fn: maps images to logits at any resolution.
+        image: normalised image batch.
+        out_size: ``(H_out, W_out)`` to resize to directly; ``None`` keeps the network's resolution.
+        use_probs: soft-max at the network's resolution, before resizing (``use_probs_before_resize``).
 
     Shape:
         - image: ``(N, C, H, W)``
@@ -132,21 +127,16 @@ def slide_inference(
     use_probs: bool = False,
     window_batch: int = 1,
 ) -> Tensor:
-    """Average overlapping window predictions over the image.
+    """Average overlapping window predictions over the image; returns logits, or probabilities if ``use_probs``.
 
     Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised image batch.
-        crop_size: Window size ``(ch, cw)``; windows shrink to the image when it is smaller (no padding).
-        stride: Window stride ``(sh, sw)``.
+        predict_fn: maps images to logits at any resolution.
+        image: normalised image batch.
+        crop_size: window size ``(ch, cw)``; windows shrink to the image when it is smaller (no padding).
+        stride: window stride ``(sh, sw)``.
         out_size: ``(H_out, W_out)`` to resize the averaged canvas to; ``None`` keeps ``(H, W)``.
-        use_probs: Soft-max each window's output after resizing it to the window.
-        window_batch: Number of equally sized windows sent through ``predict_fn`` in one call. Windows are
-            still added to the canvas in grid order, so the sum is the same as one window at a time (up to
-            batch-size dependent kernel choices inside ``predict_fn``).
-
-    Returns:
-        Averaged logits, or probabilities if ``use_probs``.
+        use_probs: soft-max each window's output after resizing it to the window.
+        window_batch: equally sized windows per ``predict_fn`` call; they are still summed in grid order.
 
     Shape:
         - image: ``(N, C, H, W)``
