@@ -198,11 +198,11 @@ def _write_program(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: di
     try:
         torch.export.save(program, str(tmp), extra_files={"isnet.json": json.dumps(meta)})
     except Exception as err:  # torch's serialiser lacks some symbolic-shape ops (e.g. math.ceil)
+        reason = str(err).splitlines()[0]
         raise RuntimeError(
-            f"torch.export traced the model but cannot save its dynamic-shape program ({str(err).splitlines()[0]}). "
-            "This happens with timm backbones whose dilated shortcuts use AvgPool2dSame (e.g. resnet18d); the "
-            "reference backbones resnet50_d8, resnet101_d8 and resnest101_d8 save fine. Export to onnx or "
-            "torchscript instead."
+            f"torch.export traced the model but cannot save its dynamic-shape program ({reason}): timm's "
+            "AvgPool2dSame (dilated shortcuts of e.g. resnet18d; the reference backbones save fine). Export to "
+            "onnx or torchscript instead."
         ) from err
 
 

@@ -71,9 +71,8 @@ def _fingerprint(model: ISNet) -> tuple[object, ...]:
 class InferenceModel(nn.Module):
     """The fast eval copy of an :class:`isnet.models.ISNet` (build it with :func:`optimize_for_inference`).
 
-    Called like the model in eval mode: ``forward(images)`` -> stage-2 logits at the input size,
-    ``predict_logits(images)`` -> stage-2 logits at feature resolution. Carries ``num_classes``,
-    ``class_names``, ``palette``, ``meta`` and ``config`` of the source. Inference only (no autograd).
+    Called like the model in eval mode (``forward``, ``predict_logits``), inference only; carries the source's
+    ``num_classes``, ``class_names``, ``palette``, ``meta`` and ``config``.
     """
 
     def __init__(

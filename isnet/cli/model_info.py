@@ -78,13 +78,8 @@ def count_params(model: nn.Module, groups: dict[str, tuple[str, ...]] = GROUPS) 
 def count_flops(
     model: nn.Module, input_size: tuple[int, int], batch: int = 1, groups: dict[str, tuple[str, ...]] = GROUPS
 ) -> dict[str, int]:
-    """FLOPs per group of one forward that includes the auxiliary head, on fake tensors (shapes only).
-
-    The model is copied first, so it is left as it is.
-
-    Returns:
-        Group -> FLOPs, plus ``total`` (everything counted) and ``other`` (counted outside every group).
-    """
+    """FLOPs per group of one forward with the auxiliary head, on fake tensors (a copy of ``model`` runs), plus
+    ``total`` (everything counted) and ``other`` (counted outside every group)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -1,11 +1,9 @@
 """Dilated (output stride 8) backbones built with timm.
 
-The three model-zoo backbones reproduce the ones sssegmentation builds for ISNet
-(``ssseg/modules/models/backbones/{resnet,resnest}.py``):
-
-* ``resnet50_d8`` / ``resnet101_d8``: ResNet "v1c" (deep 3x3 stem 32-32-64, strided 1x1 shortcut),
-  timm ``resnet50c`` / ``resnet101c``.
-* ``resnest101_d8``: ResNeSt-101 (deep stem 64-64-128, ``avg_down`` shortcut, radix 2), timm ``resnest101e``.
+The model-zoo backbones are the ones sssegmentation builds for ISNet (``backbones/{resnet,resnest}.py``):
+``resnet50_d8`` / ``resnet101_d8`` are ResNet "v1c" (deep 3x3 stem 32-32-64, strided 1x1 shortcut; timm
+``resnet50c`` / ``resnet101c``), ``resnest101_d8`` is ResNeSt-101 (deep stem 64-64-128, ``avg_down``, radix 2;
+timm ``resnest101e``).
 
 timm's ``output_stride=8`` already dilates layer3/layer4 by 2/4 with the first block of each dilated stage
 keeping the previous dilation (mmseg/sssegmentation ``contract_dilation=True``). Any other timm model that
