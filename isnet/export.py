@@ -1,22 +1,15 @@
 """Export ISNet for deployment: ONNX, TorchScript and ``torch.export`` programs, each checked against PyTorch.
 
-Every export has a dynamic batch, height and width. The exported graph is the plain eval path (BatchNorm kept as
-its own op: ONNX Runtime and TorchScript fold it themselves) and returns the stage-2 logits either at the input
-resolution (``resolution="input"``, what ``model(images)`` returns in eval mode) or at feature resolution
-(``resolution="feature"``, what :meth:`isnet.ISNet.predict_logits` returns; 1/8, ~1/4 for the LIP variant).
+Every export has a dynamic batch, height and width and runs the plain eval path (BatchNorm kept as its own op),
+returning stage-2 logits at the input size (``resolution="input"``, as ``model(images)`` in eval) or at feature
+resolution (``resolution="feature"``, as :meth:`isnet.ISNet.predict_logits`). ONNX uses torch's TorchScript-based
+exporter (needs only ``onnx``) or, with ``dynamo=True``, the ``torch.export``-based one (needs ``onnxscript``).
+torch cannot yet save timm's ``AvgPool2dSame`` (e.g. ``resnet18d``) in a dynamic-shape ``.pt2`` program.
 
-ONNX goes through torch's TorchScript-based exporter by default (it needs only ``onnx``; torch marks it deprecated
-but it handles the whole model), or through the ``torch.export``-based one with ``dynamo=True`` (needs
-``onnxscript``). ``exported_program`` files (``.pt2``) save with dynamic shapes for the reference backbones; torch's
-serialiser cannot yet save timm's ``AvgPool2dSame`` (e.g. ``resnet18d``'s dilated shortcuts) with symbolic sizes.
-
-Each file is written to a temporary name in the target folder, checked by running the exported artifact on random
-images of two sizes against PyTorch, and only then renamed into place; an existing file is never replaced unless
-``overwrite=True``. The check passes when ``max |exported - torch| <= rtol * max |torch| + atol`` at every size
-(defaults ``rtol=1e-4``, ``atol=1e-5``, fp32 on CPU).
-
-Inputs are float32 ``(N, 3, H, W)`` RGB images normalised with ImageNet mean/std in 0-255 units (see the
-``isnet.mean`` / ``isnet.std`` metadata written into each file), ``H, W >= 9``.
+Each file is written under a temporary name, checked on random images of two sizes
+(``max |exported - torch| <= rtol * max |torch| + atol``, default rtol 1e-4, atol 1e-5, fp32 CPU), and only
+then renamed into place; an existing file is kept unless ``overwrite=True``. Inputs: float32 ``(N, 3, H, W)``
+RGB normalised with ImageNet mean/std in 0-255 units (the ``isnet.mean`` / ``isnet.std`` metadata), H, W >= 9.
 """
 
 from __future__ import annotations
@@ -63,8 +56,7 @@ class LogitsExport(nn.Module):
 
     Args:
         model: the network; used in eval mode.
-        resolution: ``"input"`` (logits resized to the input size) or ``"feature"`` (logits at feature
-            resolution, as :meth:`isnet.ISNet.predict_logits`).
+        resolution: ``"input"`` (logits at the input size) or ``"feature"`` (as :meth:`isnet.ISNet.predict_logits`).
 
     Shape:
         images (N, 3, H, W) -> logits (N, K, H, W) or (N, K, h, w).
@@ -116,12 +108,7 @@ class ExportResult:
 
 
 def format_from_suffix(path: str | os.PathLike) -> str:
-    """The export format for a file name: ``.onnx`` -> onnx, ``.pt``/``.ts`` -> torchscript, ``.pt2`` ->
-    exported_program.
-
-    Raises:
-        ValueError: another suffix (the message lists the known ones).
-    """
+    """The export format of a file name (``.onnx``, ``.pt``/``.ts``, ``.pt2``); ValueError for another suffix."""
     suffix = Path(path).suffix.lower()
     table = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "exported_program"}
     if suffix not in table:
@@ -133,7 +120,6 @@ def format_from_suffix(path: str | os.PathLike) -> str:
 
 def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
     """String metadata stored with each export: config, classes, palette, input normalisation, output."""
-    recipe_name = model.meta.get("recipe")
     meta = {
         "isnet.config": json.dumps(model.architecture, sort_keys=True),
         "isnet.class_names": json.dumps(list(model.class_names)),
@@ -147,15 +133,9 @@ def export_metadata(model: ISNet, resolution: str) -> dict[str, str]:
             else "logits: float32 (N, K, h, w) stage-2 logits at feature resolution (resize them to the image)"
         ),
     }
-    if recipe_name:
-        meta["isnet.zoo"] = recipe_name
+    if model.meta.get("recipe"):
+        meta["isnet.zoo"] = model.meta["recipe"]
     return meta
-
-
-def _default_sizes(sample_size: tuple[int, int]) -> list[tuple[int, int, int]]:
-    """(batch, H, W) checks: the sample size with batch 1, and an odd size with batch 2."""
-    h, w = sample_size
-    return [(1, h, w), (2, h * 3 // 4 + 1, w * 5 // 4 + 3)]
 
 
 @contextmanager
@@ -174,38 +154,18 @@ def _write_onnx(
 ) -> None:
     import onnx
 
+    names = dict(input_names=["images"], output_names=["logits"])
     with _quiet_tracing(), torch.no_grad():
-        if dynamo:
-            # torch.export-based exporter (needs onnxscript); names its dynamic dimensions itself
+        if dynamo:  # torch.export-based exporter (needs onnxscript); names its dynamic dimensions itself
             from torch.export import Dim
 
-            torch.onnx.export(
-                wrapper,
-                (sample,),
-                str(tmp),
-                dynamo=True,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_shapes={"images": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}},
-                opset_version=max(opset, 18),
-                external_data=False,
-            )
-        else:
-            # TorchScript-based exporter: needs only onnx (deprecated by torch, still the lighter dependency)
-            torch.onnx.export(
-                wrapper,
-                (sample,),
-                str(tmp),
-                dynamo=False,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "images": {0: "batch", 2: "height", 3: "width"},
-                    "logits": {0: "batch", 2: "out_height", 3: "out_width"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-            )
+            dims = {"images": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}
+            kwargs = dict(dynamic_shapes=dims, opset_version=max(opset, 18), external_data=False)
+        else:  # TorchScript-based exporter: needs only onnx (deprecated by torch, the lighter dependency)
+            axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+            axes["logits"] = {0: "batch", 2: "out_height", 3: "out_width"}
+            kwargs = dict(dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+        torch.onnx.export(wrapper, (sample,), str(tmp), dynamo=dynamo, **names, **kwargs)
     proto = onnx.load(str(tmp))
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -229,12 +189,6 @@ def _write_torchscript(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta
         torch.jit.save(traced, str(tmp), _extra_files={"isnet.json": json.dumps(meta)})
 
 
-def _torchscript_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    with _quiet_tracing():
-        loaded = torch.jit.load(str(tmp), map_location="cpu")
-    return loaded
-
-
 def _write_program(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: dict[str, str]) -> None:
     from torch.export import Dim
 
@@ -244,17 +198,12 @@ def _write_program(wrapper: nn.Module, sample: torch.Tensor, tmp: Path, meta: di
     try:
         torch.export.save(program, str(tmp), extra_files={"isnet.json": json.dumps(meta)})
     except Exception as err:  # torch's serialiser lacks some symbolic-shape ops (e.g. math.ceil)
+        reason = str(err).splitlines()[0]
         raise RuntimeError(
-            f"torch.export traced the model but cannot save its dynamic-shape program ({str(err).splitlines()[0]}). "
-            "This happens with timm backbones whose dilated shortcuts use AvgPool2dSame (e.g. resnet18d); the "
-            "reference backbones resnet50_d8, resnet101_d8 and resnest101_d8 save fine. Export to onnx or "
-            "torchscript instead."
+            f"torch.export traced the model but cannot save its dynamic-shape program ({reason}): timm's "
+            "AvgPool2dSame (dilated shortcuts of e.g. resnet18d; the reference backbones save fine). Export to "
+            "onnx or torchscript instead."
         ) from err
-
-
-def _program_runner(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    module = torch.export.load(str(tmp)).module()
-    return module
 
 
 def _compare(
@@ -275,19 +224,10 @@ def _compare(
         if got.shape != expected.shape:
             checks.append(ExportCheck(list(images.shape), list(got.shape), float("inf"), 0.0, 0.0, False))
             continue
-        diff = (got - expected).abs().max().item()
-        scale = expected.abs().max().item()
+        diff, scale = (got - expected).abs().max().item(), expected.abs().max().item()
         agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
-        checks.append(
-            ExportCheck(
-                input_shape=list(images.shape),
-                output_shape=list(got.shape),
-                max_abs_diff=diff,
-                max_abs_torch=scale,
-                argmax_agreement=agreement,
-                passed=diff <= rtol * scale + atol,
-            )
-        )
+        passed = diff <= rtol * scale + atol
+        checks.append(ExportCheck(list(images.shape), list(got.shape), diff, scale, agreement, passed))
     return checks
 
 
@@ -311,20 +251,17 @@ def export_model(
     Args:
         model: the network (its weights are used as they are; it is not modified).
         path: output file.
-        format: ``onnx``, ``torchscript`` or ``exported_program``; default from the suffix (``.onnx``, ``.pt``,
-            ``.pt2``).
+        format: ``onnx``, ``torchscript`` or ``exported_program``; default from the suffix.
         sample_size: (H, W) of the tracing input (batch 2).
         resolution: ``input`` (logits at the input size) or ``feature`` (logits at feature resolution).
         opset: ONNX opset (>= 14 for ``scaled_dot_product_attention``).
         overwrite: replace an existing file.
         verify: run the exported artifact against PyTorch before writing it.
-        verify_sizes: (batch, H, W) inputs to check; default the sample size with batch 1 and an odd size
-            (3H/4 + 1, 5W/4 + 3) with batch 2.
+        verify_sizes: (batch, H, W) inputs to check; default (1, H, W) and (2, 3H/4 + 1, 5W/4 + 3).
         rtol: allowed max abs difference relative to the largest PyTorch logit.
         atol: allowed absolute slack on top of ``rtol``.
         seed: seed of the random check images.
-        dynamo: ONNX only: use torch's ``torch.export``-based exporter (needs the ``onnxscript`` package)
-            instead of the TorchScript-based one.
+        dynamo: ONNX only: torch's ``torch.export``-based exporter (needs ``onnxscript``).
 
     Returns:
         An :class:`ExportResult` (path, checks with max abs differences and argmax agreement, metadata).
@@ -343,7 +280,9 @@ def export_model(
     size = tuple(int(s) for s in sample_size)
     if len(size) != 2 or min(size) < 16:
         raise ValueError(f"sample_size must be (H, W) with both >= 16, got {tuple(sample_size)}")
-    sizes = [tuple(int(v) for v in s) for s in verify_sizes] if verify_sizes else _default_sizes(size)
+    h, w = size
+    default_sizes = [(1, h, w), (2, h * 3 // 4 + 1, w * 5 // 4 + 3)]  # the sample size and an odd size
+    sizes = [tuple(int(v) for v in s) for s in verify_sizes] if verify_sizes else default_sizes
     if any(len(s) != 3 or s[0] < 1 or min(s[1:]) < 9 for s in sizes):
         raise ValueError(
             f"verify_sizes must be (batch, H, W) triples with batch >= 1 and H, W >= 9, got {sizes}"
@@ -372,12 +311,14 @@ def export_model(
                 load = _onnx_runner
             elif fmt == "torchscript":
                 _write_torchscript(wrapper, sample, tmp, meta)
-                load = _torchscript_runner
+                load = lambda tmp: torch.jit.load(str(tmp), map_location="cpu")  # noqa: E731
             else:
                 _write_program(wrapper, sample, tmp, meta)
-                load = _program_runner
+                load = lambda tmp: torch.export.load(str(tmp)).module()  # noqa: E731
             if verify:
-                result.checks = _compare(load(tmp), wrapper, sizes, rtol, atol, seed + 1)
+                with _quiet_tracing():
+                    runner = load(tmp)
+                result.checks = _compare(runner, wrapper, sizes, rtol, atol, seed + 1)
                 failed = [c for c in result.checks if not c.passed]
                 if failed:
                     lines = "\n  ".join(

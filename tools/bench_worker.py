@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--plain", action="store_true", help="ours: disable the fused eval fast path")
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="ours: torch.compile (the inference copy, or the training forward)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours: torch.compile (the inference copy, or the training forward)",
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -1,11 +1,8 @@
 """Module rewrites of an inference copy that keep fp32 results within rounding of the plain model.
 
-* :func:`fold_batchnorm_`: BatchNorm folded into the convolution that feeds it (eval-mode BN is an affine map
-  per channel), about a tenth of the CPU inference time.
-  The rules cover the layouts in this package: ``nn.Sequential`` runs of (Conv2d, BatchNorm2d) (the head, the
-  reference-style stems and shortcuts) and timm's named pairs (``conv1``/``bn1`` ... in ResNet/ResNeSt blocks,
-  ``conv``/``bn0`` and ``fc1``/``bn1`` in split attention, the deep stem's last conv with the top-level ``bn1``).
-  Each pair is folded only if the conv output feeds the BN directly in that module's forward.
+* :func:`fold_batchnorm_`: BatchNorm folded into the convolution that feeds it (about a tenth of the CPU
+  inference time), for ``nn.Sequential`` runs of (Conv2d, BatchNorm2d) and timm's named pairs (``conv1``/``bn1``
+  ..., ``conv``/``bn0`` and ``fc1``/``bn1`` in split attention, the deep stem's last conv with ``bn1``).
 * :func:`use_winograd_`: wide 3x3 convolutions computed by :class:`isnet.accel.winograd.WinogradConv2d`.
 * :class:`AccumulatingBottleneck`: a folded timm ``Bottleneck`` whose last 1x1 convolution adds into the shortcut.
 """

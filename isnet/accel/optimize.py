@@ -71,9 +71,8 @@ def _fingerprint(model: ISNet) -> tuple[object, ...]:
 class InferenceModel(nn.Module):
     """The fast eval copy of an :class:`isnet.models.ISNet` (build it with :func:`optimize_for_inference`).
 
-    Called like the model in eval mode: ``forward(images)`` -> stage-2 logits at the input size,
-    ``predict_logits(images)`` -> stage-2 logits at feature resolution. Carries ``num_classes``,
-    ``class_names``, ``palette``, ``meta`` and ``config`` of the source. Inference only (no autograd).
+    Called like the model in eval mode (``forward``, ``predict_logits``), inference only; carries the source's
+    ``num_classes``, ``class_names``, ``palette``, ``meta`` and ``config``.
     """
 
     def __init__(
@@ -155,13 +154,11 @@ def optimize_for_inference(
 
     Args:
         model: the network, on the device the copy should run on.
-        dtype: compute dtype of the copy: ``None`` keeps the model's (fp32); ``torch.bfloat16`` /
-            ``torch.float16`` build a low-precision copy to run under ``torch.autocast`` of that dtype (autocast
-            does not cache weight casts without autograd, so fp32 weights would be re-cast on every call).
-        compile: ``torch.compile`` the copy: ``True`` or a dict of ``torch.compile`` arguments (``mode``,
-            ``dynamic``, ``fullgraph``, ``backend``, ``options``); inductor's ``freezing`` treats the folded
-            weights as constants. The first call compiles (tens of seconds on a CPU). Without compile, an fp32
-            CPU copy runs the wide 3x3 convolutions as Winograd F(2x2, 3x3) (:mod:`isnet.accel.winograd`).
+        dtype: compute dtype: ``None`` keeps the model's; ``torch.bfloat16`` / ``torch.float16`` build a copy to
+            run under ``torch.autocast`` of that dtype (autocast would re-cast fp32 weights on every call).
+        compile: ``True`` or a dict of ``torch.compile`` arguments (``mode``, ``dynamic``, ``fullgraph``,
+            ``backend``, ``options``), with inductor's ``freezing``; the first call compiles. Without compile an
+            fp32 CPU copy runs the wide 3x3 convolutions as Winograd F(2x2, 3x3).
 
     Returns:
         An :class:`InferenceModel`; calling it after ``model`` changed raises :class:`StaleSnapshotError`.

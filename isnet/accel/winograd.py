@@ -5,23 +5,16 @@ Networks" (CVPR 2016), with torch ops only. Each 2x2 block of outputs is compute
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A,
 
-where ``*`` is the element-wise product over the 16 tile positions. Summed over input channels that product
-becomes 16 independent matrix products (tiles x Cin) @ (Cin x Cout), one ``torch.bmm``, which needs 16 / 4 = 4
-multiplications per output instead of the direct convolution's 9: 2.25x fewer FLOPs. The input transform
-``B^T d B`` and the output transform ``A^T m A`` only add and subtract, so the result is as accurate as the
-direct convolution. (F(4x4, 3x3) saves more multiplications, but its transform constants make the fp32 error
-about 5x the direct convolution's, which the network carries to ~3x the logit difference of the default
-fast path.)
+where ``*`` is the element-wise product over the 16 tile positions: summed over input channels, 16 matrix
+products (tiles x Cin) @ (Cin x Cout) in one ``torch.bmm``, 4 multiplications per output instead of 9. The
+transforms only add and subtract, so the result is as accurate as the direct convolution. (F(4x4, 3x3) saves
+more, but its constants make the fp32 error ~5x the direct convolution's, ~3x the logit difference.)
 
-A dilated convolution (dilation d, padding d) is handled without splitting the image: the 4x4 input tile and
-the 2x2 output block are taken with spacing d, so an output block covers rows ``r, r + d`` and each group of
-2d rows holds d interleaved blocks. Sizes that are not multiples of 2d are zero-padded and the extra outputs
-cropped.
-
-The transforms are memory-bound (the transformed input is 4x the input), so the image is processed in bands
-of about ``band_tiles`` tiles whose buffers stay in cache and are reused, rather than all at once. On a 2-core
-AVX-512 CPU this runs the 256-2048-channel convolutions of the dilated ResNets and the ISNet head in 0.5-0.7x
-the time of oneDNN's direct convolution; below ~128 channels the transforms dominate and it is slower.
+A dilated convolution (dilation d, padding d) takes the 4x4 input tile and 2x2 output block with spacing d
+(each group of 2d rows holds d interleaved blocks); sizes that are not multiples of 2d are zero-padded and
+cropped. The memory-bound transforms run in cache-sized bands of about ``band_tiles`` tiles with reused
+buffers. On a 2-core AVX-512 CPU this takes 0.5-0.7x the time of oneDNN's direct convolution for 256-2048
+channels; below ~128 channels the transforms dominate and it is slower.
 """
 
 from __future__ import annotations
@@ -41,15 +34,8 @@ _AT = ((1.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, -1.0))
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     """Transform 3x3 filters to the 16 Winograd positions, ``U = G g G^T``, laid out for ``torch.bmm``.
 
-    The product is taken in float64 and rounded once, so the transformed weights carry a single rounding; it is
-    computed a few output channels at a time so that building an inference copy does not briefly need several
-    times the weights' memory.
-
-    Args:
-        weight: conv weight.
-
-    Returns:
-        The transformed weight, in ``weight``'s dtype; position ``4 * i + j`` is tile entry (i, j).
+    Computed in float64 and rounded once (a single rounding), a few output channels at a time (no temporary of
+    several times the weights' memory). Position ``4 * i + j`` is tile entry (i, j), in ``weight``'s dtype.
 
     Shape:
         weight (Cout, Cin, 3, 3) -> (16, Cin, Cout).

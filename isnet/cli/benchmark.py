@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from isnet.cli import one_line_errors
 from isnet.errors import ConfigError
+from isnet.utils.io import atomic_write
 
 __all__ = ["main", "slc_loop", "time_fn"]
 
@@ -56,16 +57,15 @@ def slc_loop(feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 def time_fn(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, Any]:
     """Run ``fn`` ``warmup`` times, then time ``repeats`` runs (synchronising CUDA around each)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - start)
     return _summary(times)
 
@@ -140,7 +140,7 @@ def run_case(name: str, common: list[str], variants: dict[str, list[str]], args:
             for label, extra in sorted(variants.items(), key=lambda item: item[0] != "reference"):
                 is_ref = label == "reference"
                 python = args.reference_python if is_ref else sys.executable
-                shares_weights = "reference" in variants and _phase(common) != "slc"
+                shares_weights = "reference" in variants and common[common.index("--phase") + 1] != "slc"
                 more = ["--impl", "reference" if is_ref else "ours"]
                 if is_ref:
                     more += ["--reference-src", args.reference] + (
@@ -173,10 +173,6 @@ def run_case(name: str, common: list[str], variants: dict[str, list[str]], args:
                     )
     _print_case(result)
     return result
-
-
-def _phase(common: list[str]) -> str:
-    return common[common.index("--phase") + 1]
 
 
 def bench_slc_centres(batch: int, size: int, num_classes: int, repeats: int) -> dict[str, Any]:
@@ -328,10 +324,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         for label, stats in case.items():
             if isinstance(stats, dict) and "min_s" in stats:
                 speed = stats.get("speedup_vs_reference_median")
-                rss = stats.get("peak_rss_mb")
-                lines.append(f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | "
-                             f"{rss:.0f} | {f'x{speed:.2f}' if speed else '-'} |" if rss else
-                             f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | - | "
+                rss = f"{stats['peak_rss_mb']:.0f}" if stats.get("peak_rss_mb") else "-"
+                lines.append(f"| {case['case']} | {label} | {stats['min_s']:.3f} | {stats['median_s']:.3f} | {rss} | "
                              f"{f'x{speed:.2f}' if speed else '-'} |")  # fmt: skip
     if "gflop_infer" in report:
         infer = next(c for c in report["cases"] if c["case"] == "infer")
@@ -362,17 +356,16 @@ def to_markdown(report: dict[str, Any]) -> str:
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    if not WORKER.is_file():
+        raise ConfigError(f"isnet-benchmark needs a source checkout of the repository ({WORKER} is missing)")
     if args.reference and not (Path(args.reference) / "ssseg").is_dir():
         raise ConfigError(
             f"--reference {args.reference}: no ssseg/ package there (expected a sssegmentation checkout)"
         )
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = set(cases) - {"slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile"}
-    if unknown:
-        raise ConfigError(
-            f"unknown --cases {sorted(unknown)}; choose from slc, infer, train, bf16, cityscapes, scaling, data, "
-            "compile"
-        )
+    known = ["slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile"]
+    if unknown := set(cases) - set(known):
+        raise ConfigError(f"unknown --cases {sorted(unknown)}; choose from {', '.join(known)}")
     backbone = "resnet18d" if args.smoke else args.backbone
     small = args.smoke
     peak = matmul_peak_gflops(512 if small else 2048)
@@ -393,70 +386,60 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with_ref = {"reference": []} if args.reference and not small else {}
     model_args = ["--backbone", backbone, "--num-classes", "150"]
+    infer_size, train_size = ((64, 64), (64, 64)) if small else ((512, 512), (256, 256))
+
+    def add(name: str, phase: str, size: tuple[int, int], extra: list[str], variants: dict) -> dict[str, Any]:
+        common = ["--phase", phase, "--size", *map(str, size), *extra]
+        report["cases"].append(run_case(name, common, {**variants, **with_ref}, args))
+        return report["cases"][-1]
+
     if "slc" in cases:
         report["slc_centres"] = bench_slc_centres(2, 16 if small else 64, 150, args.repeats)
-        size = ["8", "8"] if small else ["64", "64"]
-        report["cases"].append(run_case("slc_module", ["--phase", "slc", "--size", *size, "--batch", "2",
-                                                       "--num-classes", "150"], {"ours": [], **with_ref}, args))  # fmt: skip
+        slc_size = (8, 8) if small else (64, 64)
+        add("slc_module", "slc", slc_size, ["--batch", "2", "--num-classes", "150"], {"ours": []})
     if "infer" in cases:
-        size = (64, 64) if small else (512, 512)
-        report["gflop_infer"] = count_gflop(backbone, 150, size)
-        case = run_case("infer", ["--phase", "infer", "--size", *map(str, size), "--batch", "1", *model_args],
-                        {"ours": [], "ours_plain": ["--plain"], **with_ref}, args)  # fmt: skip
+        report["gflop_infer"] = count_gflop(backbone, 150, infer_size)
+        variants = {"ours": [], "ours_plain": ["--plain"]}
+        case = add("infer", "infer", infer_size, ["--batch", "1", *model_args], variants)
         for label in ("ours", "ours_plain"):
             case[label]["achieved_gflops"] = report["gflop_infer"] / case[label]["min_s"]
             case[label]["fraction_of_matmul_peak"] = case[label]["achieved_gflops"] / peak
-        report["cases"].append(case)
     if "bf16" in cases:
-        size = (64, 64) if small else (512, 512)
-        report["cases"].append(run_case("infer_bf16", ["--phase", "infer", "--size", *map(str, size), *model_args],
-                                        {"ours_bf16": ["--bf16"], "ours": [], **with_ref}, args))  # fmt: skip
+        add("infer_bf16", "infer", infer_size, model_args, {"ours_bf16": ["--bf16"], "ours": []})
         sizes = [(64, 64)] if small else [(512, 512), (1024, 2048)]
         report["bf16_argmax_agreement"] = bf16_agreement(backbone, 150 if not small else 19, sizes)
     if "train" in cases:
-        size = (64, 64) if small else (256, 256)
-        report["cases"].append(run_case("train_step", ["--phase", "train", "--size", *map(str, size), "--batch", "2",
-                                                       *model_args],
-                                        {"ours": ["--channels-last"], "ours_contiguous": [], **with_ref}, args))  # fmt: skip
+        variants = {"ours": ["--channels-last"], "ours_contiguous": []}
+        add("train_step", "train", train_size, ["--batch", "2", *model_args], variants)
     if "compile" in cases:  # the warm-up iteration compiles; the timed ones reuse the compiled code
-        size = (64, 64) if small else (512, 512)
-        report["cases"].append(run_case("infer_compiled", ["--phase", "infer", "--size", *map(str, size),
-                                                           "--batch", "1", *model_args],
-                                        {"ours": [], "ours_compiled": ["--compile"], **with_ref}, args))  # fmt: skip
-        size = (64, 64) if small else (256, 256)
-        report["cases"].append(run_case("train_step_compiled", ["--phase", "train", "--size", *map(str, size),
-                                                                "--batch", "2", *model_args],
-                                        {"ours": ["--channels-last"], "ours_compiled": ["--compile"], **with_ref},
-                                        args))  # fmt: skip
+        variants = {"ours": [], "ours_compiled": ["--compile"]}
+        add("infer_compiled", "infer", infer_size, ["--batch", "1", *model_args], variants)
+        variants = {"ours": ["--channels-last"], "ours_compiled": ["--compile"]}
+        add("train_step_compiled", "train", train_size, ["--batch", "2", *model_args], variants)
     if "cityscapes" in cases:
+        city = ["--backbone", backbone, "--num-classes", "19", "--config", "isnet_resnet50os8_cityscapes"]
         size = (128, 256) if small else (1024, 2048)
-        city = ["--phase", "infer", "--size", *map(str, size), "--backbone", backbone, "--num-classes", "19",
-                "--config", "isnet_resnet50os8_cityscapes"]  # fmt: skip
-        report["cases"].append(run_case("cityscapes_whole", city, {"ours": [], "ours_bf16": ["--bf16"], **with_ref},
-                                        args))  # fmt: skip
+        add("cityscapes_whole", "infer", size, city, {"ours": [], "ours_bf16": ["--bf16"]})
     if "scaling" in cases:
         sizes = [(64, 64), (96, 128)] if small else [(256, 256), (512, 512), (1024, 1024), (1024, 2048)]
         for size in sizes:
-            report["cases"].append(run_case(f"scaling_{size[0]}x{size[1]}",
-                                            ["--phase", "infer", "--size", *map(str, size), *model_args],
-                                            {"ours": [], **with_ref}, args))  # fmt: skip
-        for classes, config in ((19, "isnet_resnet50os8_cityscapes"), (150, "isnet_resnet50os8_ade20k"),
-                                (182, "isnet_resnet50os8_cocostuff10k")):  # fmt: skip
-            size = ["64", "64"] if small else ["512", "512"]
-            report["cases"].append(run_case(f"scaling_{classes}classes",
-                                            ["--phase", "infer", "--size", *size, "--backbone", backbone,
-                                             "--num-classes", str(classes), "--config", config],
-                                            {"ours": [], **with_ref}, args))  # fmt: skip
+            add(f"scaling_{size[0]}x{size[1]}", "infer", size, model_args, {"ours": []})
+        for classes, dataset in ((19, "cityscapes"), (150, "ade20k"), (182, "cocostuff10k")):
+            extra = [
+                "--backbone",
+                backbone,
+                "--num-classes",
+                str(classes),
+                "--config",
+                f"isnet_resnet50os8_{dataset}",
+            ]
+            add(f"scaling_{classes}classes", "infer", infer_size, extra, {"ours": []})
     if "data" in cases:
         report["data_images_per_s_per_worker"] = bench_data(1 if small else args.repeats)
     if args.out:
-        from isnet.utils.io import atomic_write
-
         atomic_write(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
     if args.markdown:
-        from isnet.utils.io import atomic_write
-
         atomic_write(args.markdown, to_markdown(report))
         print(f"wrote {args.markdown}")
     return report

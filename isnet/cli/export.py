@@ -20,18 +20,14 @@ import sys
 from typing import Any
 
 from isnet.cli import one_line_errors
-from isnet.export import FORMATS, ExportVerificationError, export_model, format_from_suffix
+from isnet.cli.model_info import doc_parser
+from isnet.export import FORMATS, export_model, format_from_suffix
 
 __all__ = ["build_parser", "load_model", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scripts/export.py",
-        description=__doc__.splitlines()[0].replace(" (``--help``)", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]),
-    )
+    parser = doc_parser("scripts/export.py", __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--ckpt", help="our checkpoint, a Lightning .ckpt of this project or a sssegmentation .pth"
@@ -98,11 +94,7 @@ def load_model(args: argparse.Namespace) -> Any:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the export; returns :meth:`isnet.export.ExportResult.to_dict`.
-
-    Exits with status 1 and a one-paragraph message for an existing output (without ``--force``), a failed
-    check, or a bad argument.
-    """
+    """Run the export; returns :meth:`isnet.export.ExportResult.to_dict` (a failure exits 1 with one message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -122,14 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             atol=args.atol,
             dynamo=args.dynamo,
         )
-    except (
-        FileExistsError,
-        FileNotFoundError,
-        ValueError,
-        ExportVerificationError,
-        RuntimeError,
-        ImportError,
-    ) as err:
+    except (OSError, ValueError, RuntimeError, ImportError) as err:  # ExportVerificationError included
         parser.exit(1, f"error: {err}\n")
     report = result.to_dict()
     if args.json:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from isnet.cli import one_line_errors
+from isnet.errors import ConfigError
 
 __all__ = [
     "GROUPS",
@@ -31,6 +32,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "custom_flop_formulas",
+    "doc_parser",
     "main",
     "model_info",
 ]
@@ -56,8 +58,8 @@ def _sdpa_cpu_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: A
 
 def custom_flop_formulas() -> dict[Any, Any]:
     """Extra ``FlopCounterMode(custom_mapping=...)`` formulas: attention on the CPU, otherwise counted as 0."""
-    ops = [getattr(torch.ops.aten, name, None) for name in ("_scaled_dot_product_flash_attention_for_cpu",)]
-    return {op: _sdpa_cpu_flops for op in ops if op is not None}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {} if op is None else {op: _sdpa_cpu_flops}
 
 
 def count_params(model: nn.Module, groups: dict[str, tuple[str, ...]] = GROUPS) -> dict[str, int]:
@@ -76,13 +78,8 @@ def count_params(model: nn.Module, groups: dict[str, tuple[str, ...]] = GROUPS) 
 def count_flops(
     model: nn.Module, input_size: tuple[int, int], batch: int = 1, groups: dict[str, tuple[str, ...]] = GROUPS
 ) -> dict[str, int]:
-    """FLOPs per group of one forward that includes the auxiliary head, on fake tensors (shapes only).
-
-    The model is copied first, so it is left as it is.
-
-    Returns:
-        Group -> FLOPs, plus ``total`` (everything counted) and ``other`` (counted outside every group).
-    """
+    """FLOPs per group of one forward with the auxiliary head, on fake tensors (a copy of ``model`` runs), plus
+    ``total`` (everything counted) and ``other`` (counted outside every group)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -121,9 +118,10 @@ def model_info(model: nn.Module, input_size: tuple[int, int], batch: int = 1) ->
     """
     params = count_params(model)
     flops = count_flops(model, input_size, batch)
+    existing = dict(model.named_modules())  # e.g. no head.shortcut without the LIP variant
     rows = []
     for name, paths in GROUPS.items():
-        present = [p for p in paths if _has(model, p)]
+        present = [p for p in paths if p in existing]
         rows.append({"name": name, "modules": present, "params": params[name], "gflops": flops[name] / 1e9})
     if params["other"] or flops["other"]:
         rows.append(
@@ -145,20 +143,18 @@ def model_info(model: nn.Module, input_size: tuple[int, int], batch: int = 1) ->
     }
 
 
-def _has(model: nn.Module, path: str) -> bool:
-    try:
-        return model.get_submodule(path) is not None
-    except AttributeError:
-        return False
+def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A parser described by a command module's docstring: its first line, and the rest as the epilog."""
+    description = doc.splitlines()[0].replace(" (``--help``)", "")
+    epilog = "\n".join(doc.splitlines()[2:])
+    formatter = argparse.RawDescriptionHelpFormatter
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=formatter, epilog=epilog
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scripts/model_info.py",
-        description=__doc__.splitlines()[0].replace(" (``--help``)", ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]),
-    )
+    parser = doc_parser("scripts/model_info.py", __doc__)
     parser.add_argument("experiment", nargs="?", help="a model-zoo experiment (e.g. isnet_r50_d8_ade20k)")
     parser.add_argument(
         "--backbone", default=None, help="backbone (default resnet50_d8 without an experiment)"
@@ -176,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[nn.Module, tuple[int, int]]:
+def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int]]:
     from isnet.models import ISNet
 
     config: dict[str, Any] = dict(
@@ -193,30 +189,29 @@ def _build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[n
         try:
             entry = resolve_entry(args.experiment)
         except ValueError as err:
-            parser.error(str(err))
+            raise ConfigError(str(err)) from None
         config.update(backbone=entry.backbone, num_classes=entry.num_classes, shortcut=entry.lip_variant)
         if entry.lip_variant:
             config["act"] = "leaky_relu"
         for option, value in (("backbone", args.backbone), ("num_classes", args.num_classes)):
             if value is not None and value != config[option]:
-                parser.error(
+                raise ConfigError(
                     f"--{option.replace('_', '-')}={value} contradicts {entry.experiment} ({config[option]})"
                 )
         size = tuple(args.size) if args.size else tuple(entry.crop_size)
     if min(size) < 8 or args.batch < 1:
-        parser.error(f"--size must be >= 8 and --batch >= 1, got size={size}, batch={args.batch}")
-    return ISNet(**config), size  # type: ignore[return-value]
+        raise ConfigError(f"--size must be >= 8 and --batch >= 1, got size={size}, batch={args.batch}")
+    try:
+        return ISNet(**config), size  # type: ignore[return-value]
+    except ValueError as err:  # a bad backbone or channel count
+        raise ConfigError(str(err)) from err
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Print (and with ``--out`` write) the per-group table; returns :func:`model_info`'s dict."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        model, size = _build(args, parser)
-    except ValueError as err:
-        parser.exit(1, f"error: {err}\n")
+    args = build_parser().parse_args(argv)
+    model, size = _build(args)
     info = model_info(model, size, args.batch)
     if args.experiment:
         info["experiment"] = args.experiment

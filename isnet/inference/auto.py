@@ -1,11 +1,9 @@
-"""Whole-image inference within a memory budget, with a sliding-window fallback, and peak-memory reporting.
+"""Whole-image inference within a pixel budget, with a sliding-window fallback, and peak-memory reporting.
 
-The reference evaluates most datasets on the whole (test-resized) image. An unusually large input -- a
-user's 8K photo through ``scripts/predict.py``, a dataset without a test resize -- would need the network's
-activations for every pixel at once and can exhaust host or GPU memory. :func:`auto_inference` keeps the
-reference behaviour (whole image) up to a pixel budget and above it switches to the reference's sliding
-window (:func:`isnet.inference.slide_inference`), whose activation memory depends on the window, not the
-image, and says so in the log. :func:`peak_memory` reports what a run actually used, for evaluation JSONs.
+The reference evaluates most datasets on the whole (test-resized) image; an unusually large input (an 8K photo
+through ``scripts/predict.py``) would need activations for every pixel at once. :func:`auto_inference` keeps the
+whole image up to a pixel budget and above it logs and switches to the reference's sliding window, whose memory
+depends on the window, not the image. :func:`peak_memory` reports what a run used, for evaluation JSONs.
 """
 
 from __future__ import annotations
@@ -54,18 +52,14 @@ def estimate_whole_inference_bytes(
     activation_bytes_per_pixel: int = ACTIVATION_BYTES_PER_PIXEL,
     dtype_bytes: int = 4,
 ) -> int:
-    """Rough peak memory of one whole-image inference: network activations plus the resized scores.
+    """Rough peak bytes of one whole-image inference: network activations plus the resized scores.
 
     Args:
         image_shape: ``(N, C, H, W)`` of the input batch.
         num_classes: K, the number of score channels.
         out_size: ``(H_out, W_out)`` the scores are resized to; ``None`` means the input size.
-        activation_bytes_per_pixel: Network activation bytes per input pixel
-            (:data:`ACTIVATION_BYTES_PER_PIXEL` for ISNet in fp32; halve it for fp16 autocast).
-        dtype_bytes: Bytes per score element (4 for fp32).
-
-    Returns:
-        Estimated bytes.
+        activation_bytes_per_pixel: activation bytes per input pixel (halve it for fp16 autocast).
+        dtype_bytes: bytes per score element.
     """
     n, _, h, w = (int(v) for v in image_shape)
     h_out, w_out = (h, w) if out_size is None else (int(out_size[0]), int(out_size[1]))
@@ -75,18 +69,8 @@ def estimate_whole_inference_bytes(
 def max_pixels_for_budget(
     budget_bytes: int, activation_bytes_per_pixel: int = ACTIVATION_BYTES_PER_PIXEL
 ) -> int:
-    """The ``max_pixels`` whose whole-image activations fit in ``budget_bytes``.
-
-    Args:
-        budget_bytes: Memory that the network activations may use (e.g. free GPU memory minus the weights).
-        activation_bytes_per_pixel: Activation bytes per input pixel.
-
-    Returns:
-        Pixel budget (batch size times height times width) for :func:`auto_inference`.
-
-    Raises:
-        ValueError: a non-positive budget or bytes per pixel.
-    """
+    """The ``max_pixels`` (N x H x W) for :func:`auto_inference` whose activations fit in ``budget_bytes``
+    (e.g. free GPU memory minus the weights); ValueError for a non-positive budget or bytes per pixel."""
     if budget_bytes <= 0 or activation_bytes_per_pixel <= 0:
         raise ValueError(
             f"budget_bytes and activation_bytes_per_pixel must be positive, got {budget_bytes!r} and "
@@ -119,23 +103,18 @@ def auto_inference(
     use_probs: bool = False,
     window_batch: int = 1,
 ) -> Tensor:
-    """Whole-image inference, or sliding windows when the image exceeds the pixel budget.
-
-    Within the budget the result is exactly :func:`isnet.inference.whole_inference`; above it, exactly
-    :func:`isnet.inference.slide_inference` with ``crop_size`` and ``stride`` (a logged warning says so,
-    because the two modes give slightly different scores near window borders).
+    """Exactly :func:`whole_inference` within the pixel budget, else :func:`slide_inference` (with a warning:
+    the two give slightly different scores near window borders).
 
     Args:
-        predict_fn: Maps images to logits at any resolution (e.g. ``ISNet.predict_logits``).
-        image: Normalised image batch.
-        out_size: ``(H_out, W_out)`` of the returned scores; ``None`` keeps the network's resolution (whole)
-            or the input size (slide).
-        crop_size: Sliding-window size used by the fallback.
-        stride: Sliding-window stride used by the fallback.
-        max_pixels: Largest ``N * H * W`` run as one whole image (see :func:`max_pixels_for_budget`).
-        use_probs: Average soft-max probabilities instead of logits (the reference's
-            ``use_probs_before_resize``).
-        window_batch: Equally sized windows per network call in the fallback.
+        predict_fn: maps images to logits at any resolution (e.g. ``ISNet.predict_logits``).
+        image: normalised image batch.
+        out_size: ``(H_out, W_out)`` of the scores; ``None`` keeps the network's (whole) or input (slide) size.
+        crop_size: sliding-window size of the fallback.
+        stride: sliding-window stride of the fallback.
+        max_pixels: largest ``N * H * W`` run as one whole image (see :func:`max_pixels_for_budget`).
+        use_probs: average soft-max probabilities (the reference's ``use_probs_before_resize``).
+        window_batch: equally sized windows per network call in the fallback.
 
     Returns:
         Scores (logits, or probabilities if ``use_probs``).
@@ -153,28 +132,13 @@ def auto_inference(
     if choose_inference_mode(image.shape, max_pixels) == "whole":
         return whole_inference(predict_fn, image, out_size=out_size, use_probs=use_probs)
     n, _, h, w = image.shape
+    gib = n * h * w * ACTIVATION_BYTES_PER_PIXEL / 2**30
     logger.warning(
-        "image batch %dx%dx%d (%d pixels) exceeds the whole-image inference budget max_pixels=%d "
-        "(about %.1f GiB of activations); falling back to sliding-window inference with crop_size=%s, "
-        "stride=%s",
-        n,
-        h,
-        w,
-        n * h * w,
-        max_pixels,
-        n * h * w * ACTIVATION_BYTES_PER_PIXEL / 2**30,
-        crop,
-        step,
+        f"image batch {n}x{h}x{w} ({n * h * w} pixels) exceeds the whole-image inference budget "
+        f"max_pixels={max_pixels} (about {gib:.1f} GiB of activations); falling back to sliding-window "
+        f"inference with crop_size={crop}, stride={step}"
     )
-    return slide_inference(
-        predict_fn,
-        image,
-        crop_size=crop,
-        stride=step,
-        out_size=out_size,
-        use_probs=use_probs,
-        window_batch=window_batch,
-    )
+    return slide_inference(predict_fn, image, crop, step, out_size, use_probs, window_batch)
 
 
 def reset_peak_memory(device: torch.device | str | None = None) -> None:
@@ -186,14 +150,9 @@ def reset_peak_memory(device: torch.device | str | None = None) -> None:
 def peak_memory(device: torch.device | str | None = None) -> dict[str, float | None]:
     """Peak memory of this process so far, in MiB, for evaluation reports.
 
-    Args:
-        device: CUDA device to report; ``None`` is the current one. Ignored without CUDA.
-
     Returns:
-        ``{"peak_rss_mib": float | None, "cuda_max_allocated_mib": float | None, "cuda_max_reserved_mib":
-        float | None}``. RSS is the high-water mark of resident host memory since the process started
-        (``resource.getrusage``; DataLoader workers are separate processes and not included). The CUDA
-        values are ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` since the last
+        ``{"peak_rss_mib", "cuda_max_allocated_mib", "cuda_max_reserved_mib"}``: the host high-water mark since
+        the process started (DataLoader workers not included), and ``device``'s CUDA peaks since the last
         :func:`reset_peak_memory` (``None`` without CUDA).
     """
     rss_mib = None

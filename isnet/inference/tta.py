@@ -58,23 +58,18 @@ def ms_flip_inference(
     flip_pairs: Sequence[Sequence[int]] = (),
     window_batch: int = 1,
 ) -> Tensor:
-    """Average predictions over test scales and horizontal flips.
+    """Mean logits (or probabilities) over test scales and horizontal flips.
 
     Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised, test-resized image batch.
+        predict_fn: maps images to logits at any resolution.
+        image: normalised, test-resized image batch.
         out_size: ``(H_out, W_out)``, the original label size every output is resized to.
-        scales: Rescale factors applied to ``image``.
-        flip: Also predict on the horizontally flipped image.
-        mode: ``"whole"`` or ``"slide"``.
-        crop_size: Slide window ``(h, w)``; required for ``"slide"``.
-        stride: Slide stride ``(h, w)``; required for ``"slide"``.
-        use_probs: Average soft-max probabilities (taken before resizing) instead of raw logits.
-        flip_pairs: Class pairs ``(a, b)`` whose channels swap under a horizontal flip (LIP left/right parts).
-        window_batch: Equally sized slide windows per ``predict_fn`` call.
-
-    Returns:
-        Mean logits (or probabilities) over ``len(scales) * (2 if flip else 1)`` outputs.
+        scales: rescale factors applied to ``image``.
+        flip: also predict on the horizontally flipped image.
+        mode: ``"whole"`` or ``"slide"`` (which needs ``crop_size`` and ``stride``, each ``(h, w)``).
+        use_probs: average soft-max probabilities (taken before resizing) instead of raw logits.
+        flip_pairs: class pairs ``(a, b)`` whose channels swap under a horizontal flip (LIP left/right parts).
+        window_batch: equally sized slide windows per ``predict_fn`` call.
 
     Shape:
         - image: ``(N, C, H, W)``
@@ -131,22 +126,8 @@ def run_inference(
     config: InferenceConfig,
     flip_pairs: Sequence[Sequence[int]] = (),
 ) -> Tensor:
-    """Run :func:`ms_flip_inference` with the settings of an :class:`InferenceConfig`.
-
-    Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised, test-resized image batch.
-        out_size: ``(H_out, W_out)`` original label size.
-        config: Test-time settings (e.g. from :func:`isnet.inference.test_settings`).
-        flip_pairs: Class pairs swapped under a horizontal flip (the data module's ``flip_pairs``).
-
-    Returns:
-        Averaged scores.
-
-    Shape:
-        - image: ``(N, C, H, W)``
-        - output: ``(N, K, H_out, W_out)``
-    """
+    """:func:`ms_flip_inference` with the settings of ``config`` (e.g. from :func:`isnet.inference.test_settings`)
+    and the data module's ``flip_pairs``; returns the averaged ``(N, K, H_out, W_out)`` scores."""
     return ms_flip_inference(
         predict_fn,
         image,

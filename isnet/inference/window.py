@@ -31,6 +31,7 @@ PredictFn = Callable[[Tensor], Tensor]
 
 
 def check_image(image: Tensor) -> None:
+    """Raise ValueError unless ``image`` is a (N, C, H, W) tensor."""
     if not isinstance(image, Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"image must be a (N, C, H, W) tensor, got {shape}")
@@ -53,18 +54,13 @@ def whole_inference(
     out_size: Sequence[int] | None = None,
     use_probs: bool = False,
 ) -> Tensor:
-    """Run the network once on the whole image.
+    """Run the network once on the whole image; returns logits, or probabilities if ``use_probs``.
 
     Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised image batch.
-        out_size: ``(H_out, W_out)`` to resize to directly (the original label size); ``None`` keeps the
-            network's output resolution.
-        use_probs: Soft-max over classes at the network's resolution, before resizing
-            (the reference's ``use_probs_before_resize``).
-
-    Returns:
-        Logits, or probabilities if ``use_probs``.
+        predict_fn: maps images to logits at any resolution.
+        image: normalised image batch.
+        out_size: ``(H_out, W_out)`` to resize to directly; ``None`` keeps the network's resolution.
+        use_probs: soft-max at the network's resolution, before resizing (``use_probs_before_resize``).
 
     Shape:
         - image: ``(N, C, H, W)``
@@ -83,25 +79,16 @@ def whole_inference(
 def slide_windows(
     height: int, width: int, crop_size: int | Sequence[int], stride: int | Sequence[int]
 ) -> list[tuple[int, int, int, int]]:
-    """Window boxes of the sliding-window grid, row-major.
+    """``(y1, y2, x1, x2)`` of every window of the sliding-window grid (see the module docstring), row-major.
 
     Args:
-        height: Image height ``H``.
-        width: Image width ``W``.
-        crop_size: Window size ``(ch, cw)`` (or one int for both).
-        stride: Window stride ``(sh, sw)`` (or one int for both).
-
-    Returns:
-        ``(y1, y2, x1, x2)`` per window: ``max(H - ch + sh - 1, 0) // sh + 1`` rows times the same for
-        columns; start ``idx * stride``, end ``min(start + crop, H)``, start moved back to
-        ``max(end - crop, 0)`` so the last window touches the border.
+        height: image height ``H``.
+        width: image width ``W``.
+        crop_size: window size ``(ch, cw)`` (or one int for both).
+        stride: window stride ``(sh, sw)`` (or one int for both).
     """
     crop_h, crop_w = as_pair(crop_size, "crop_size")
     stride_h, stride_w = as_pair(stride, "stride")
-    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
-        raise ValueError(f"height must be a positive int, got {height!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive int, got {width!r}")
     # Same grid as base.py `inference`, slide branch (num_grids_h / num_grids_w and the clamping).
     num_h = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
     num_w = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
@@ -112,25 +99,6 @@ def slide_windows(
             x2 = min(w_idx * stride_w + crop_w, width)
             boxes.append((max(y2 - crop_h, 0), y2, max(x2 - crop_w, 0), x2))
     return boxes
-
-
-def _check_coverage(
-    boxes: list[tuple[int, int, int, int]],
-    height: int,
-    width: int,
-    crop_size: int | Sequence[int],
-    stride: int | Sequence[int],
-) -> None:
-    """Reject grids that leave pixels uncovered (a stride larger than the crop); the reference asserts this."""
-    for axis, size, (lo, hi) in (("height", height, (0, 1)), ("width", width, (2, 3))):
-        covered = [False] * size
-        for box in boxes:
-            covered[box[lo] : box[hi]] = [True] * (box[hi] - box[lo])
-        if not all(covered):
-            raise ValueError(
-                f"slide windows with crop_size={crop_size!r} and stride={stride!r} leave gaps along the image "
-                f"{axis} ({size} pixels); use a stride no larger than the crop size"
-            )
 
 
 def _group_windows(
@@ -159,21 +127,16 @@ def slide_inference(
     use_probs: bool = False,
     window_batch: int = 1,
 ) -> Tensor:
-    """Average overlapping window predictions over the image.
+    """Average overlapping window predictions over the image; returns logits, or probabilities if ``use_probs``.
 
     Args:
-        predict_fn: Maps images to logits at any resolution.
-        image: Normalised image batch.
-        crop_size: Window size ``(ch, cw)``; windows shrink to the image when it is smaller (no padding).
-        stride: Window stride ``(sh, sw)``.
+        predict_fn: maps images to logits at any resolution.
+        image: normalised image batch.
+        crop_size: window size ``(ch, cw)``; windows shrink to the image when it is smaller (no padding).
+        stride: window stride ``(sh, sw)``.
         out_size: ``(H_out, W_out)`` to resize the averaged canvas to; ``None`` keeps ``(H, W)``.
-        use_probs: Soft-max each window's output after resizing it to the window.
-        window_batch: Number of equally sized windows sent through ``predict_fn`` in one call. Windows are
-            still added to the canvas in grid order, so the sum is the same as one window at a time (up to
-            batch-size dependent kernel choices inside ``predict_fn``).
-
-    Returns:
-        Averaged logits, or probabilities if ``use_probs``.
+        use_probs: soft-max each window's output after resizing it to the window.
+        window_batch: equally sized windows per ``predict_fn`` call; they are still summed in grid order.
 
     Shape:
         - image: ``(N, C, H, W)``
@@ -184,9 +147,17 @@ def slide_inference(
         raise ValueError(f"window_batch must be a positive int, got {window_batch!r}")
     batch, _, height, width = image.shape
     boxes = slide_windows(height, width, crop_size, stride)
-    _check_coverage(boxes, height, width, crop_size, stride)
-    canvas: Tensor | None = None
     count = torch.zeros((1, 1, height, width), dtype=torch.long, device=image.device)
+    for y1, y2, x1, x2 in boxes:
+        count[:, :, y1:y2, x1:x2] += 1
+    # a stride larger than the crop leaves pixels uncovered (the reference asserts this too)
+    for axis, covered in (("height", count.amax(3)), ("width", count.amax(2))):
+        if not covered.all():
+            raise ValueError(
+                f"slide windows with crop_size={crop_size!r} and stride={stride!r} leave gaps along the image "
+                f"{axis} ({covered.numel()} pixels); use a stride no larger than the crop size"
+            )
+    canvas: Tensor | None = None
     for group in _group_windows(boxes, window_batch):
         y1, y2, x1, x2 = group[0]
         if len(group) == 1:
@@ -202,7 +173,6 @@ def slide_inference(
             canvas = logits.new_zeros((batch, logits.shape[1], height, width))
         for i, (a, b, c, d) in enumerate(group):
             canvas[:, :, a:b, c:d] += logits[i * batch : (i + 1) * batch]
-            count[:, :, a:b, c:d] += 1
     assert canvas is not None  # slide_windows always returns at least one window
     canvas = canvas / count.to(canvas.dtype)
     if out_size is not None:

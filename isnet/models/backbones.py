@@ -1,11 +1,9 @@
 """Dilated (output stride 8) backbones built with timm.
 
-The three model-zoo backbones reproduce the ones sssegmentation builds for ISNet
-(``ssseg/modules/models/backbones/{resnet,resnest}.py``):
-
-* ``resnet50_d8`` / ``resnet101_d8``: ResNet "v1c" (deep 3x3 stem 32-32-64, strided 1x1 shortcut),
-  timm ``resnet50c`` / ``resnet101c``.
-* ``resnest101_d8``: ResNeSt-101 (deep stem 64-64-128, ``avg_down`` shortcut, radix 2), timm ``resnest101e``.
+The model-zoo backbones are the ones sssegmentation builds for ISNet (``backbones/{resnet,resnest}.py``):
+``resnet50_d8`` / ``resnet101_d8`` are ResNet "v1c" (deep 3x3 stem 32-32-64, strided 1x1 shortcut; timm
+``resnet50c`` / ``resnet101c``), ``resnest101_d8`` is ResNeSt-101 (deep stem 64-64-128, ``avg_down``, radix 2;
+timm ``resnest101e``).
 
 timm's ``output_stride=8`` already dilates layer3/layer4 by 2/4 with the first block of each dilated stage
 keeping the previous dilation (mmseg/sssegmentation ``contract_dilation=True``). Any other timm model that
@@ -88,13 +86,9 @@ def build_backbone(
         name: ``resnet50_d8``, ``resnet101_d8``, ``resnest101_d8`` (the reference backbones), any of them with
             ``_d16``, or any timm model name supporting ``features_only`` and ``output_stride`` (optionally with
             a ``_d8``/``_d16`` suffix).
-        pretrained: ``False`` (random init, the default: no download); ``True`` (timm's default ImageNet tag,
-            e.g. ``resnet50c.gluon_in1k``); ``"openmmlab"`` (the reference's own ImageNet checkpoint for the
-            three reference backbones: open-mmlab ``resnet50_v1c``, ``resnet101_v1c``, ``resnest101``, which may
-            also be named directly), downloaded into torch's hub cache; a timm tag (``"resnet50c.gluon_in1k"``);
-            an ``http(s)://`` URL; or a local file. Files are read with ``weights_only=True`` and loaded strictly
-            in timm's or open-mmlab's key layout (only the ImageNet classifier ``fc.*`` is dropped); see
-            :mod:`isnet.models.pretrained`.
+        pretrained: ``False`` (random init, no download), ``True`` (timm's ImageNet tag, e.g.
+            ``resnet50c.gluon_in1k``), ``"openmmlab"`` (the reference's ImageNet checkpoint), a timm tag, a URL
+            or a local file, loaded strictly; see :func:`isnet.models.pretrained.resolve_pretrained`.
         out_indices: timm feature indices; (1, 2, 3, 4) are layer1..layer4 for ResNets.
 
     Returns:

@@ -54,8 +54,7 @@ class ISNetLoss(nn.Module):
         return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
 
     def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
-        if target.dtype != torch.long:
-            target = target.long()
+        target = target.long()  # no copy when it already is
         num_classes = outputs["stage2"].shape[1]
         if target.shape != outputs["stage2"].shape[:1] + outputs["stage2"].shape[2:]:
             raise ValueError(

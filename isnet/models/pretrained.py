@@ -1,19 +1,13 @@
 """ImageNet initialisation of the backbones: the reference's open-mmlab checkpoints, timm tags and local files.
 
-sssegmentation initialises ISNet's backbones from open-mmlab's ImageNet checkpoints
-(``ssseg/modules/models/backbones/resnet.py``: ``resnet50conv3x3stem`` / ``resnet101conv3x3stem``;
-``resnest.py``: ``resnest101``), loaded with ``strict=False``. Those files keep mmcv's key layout
-(``stem.0`` ... ``stem.7``, ``layerN.*``, ``fc.*``) under ``'state_dict'``; this module downloads them through
-torch's hub cache and renames them onto the timm backbone, strictly: every backbone tensor must be present with
-its shape, and only the ImageNet classifier ``fc.*`` is dropped.
+sssegmentation initialises ISNet's backbones from open-mmlab's ImageNet checkpoints (``backbones/resnet.py``
+``resnet50conv3x3stem`` / ``resnet101conv3x3stem``, ``resnest.py`` ``resnest101``) with ``strict=False``. This
+module downloads them through torch's hub cache and renames mmcv's keys onto the timm backbone strictly (every
+backbone tensor present with its shape; only the ImageNet classifier ``fc.*`` dropped).
 
-Key mapping (open-mmlab -> timm), the same as the backbone part of the sssegmentation converter:
-
-* ``stem.{0,1,3,4,6}.*`` -> ``conv1.{0,1,3,4,6}.*`` (the deep 3x3 stem: conv, BN, conv, BN, conv);
-* ``stem.7.*`` -> ``bn1.*`` (the stem's last BN);
-* ``layer{1-4}.*`` unchanged (timm uses the same block and slot names, ResNeSt's ``conv2.{conv,bn0,fc1,bn1,fc2}``
-  included);
-* ``fc.*`` dropped.
+Key mapping (open-mmlab -> timm), as in the backbone part of the sssegmentation converter: ``stem.{0,1,3,4,6}``
+-> ``conv1.{0,1,3,4,6}`` (the deep 3x3 stem), ``stem.7`` -> ``bn1``, ``layer{1-4}.*`` unchanged (ResNeSt's
+``conv2.{conv,bn0,fc1,bn1,fc2}`` included), ``fc.*`` dropped.
 
 Downloads go to ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``), like torchvision's and
 timm's, and a file already there is used as is. ``$ISNET_PRETRAINED_URL`` (a template with ``{name}``, e.g.
@@ -44,15 +38,11 @@ __all__ = [
     "DownloadError",
     "PretrainedError",
     "PretrainedSpec",
-    "cache_folder",
     "download_cached",
-    "is_openmmlab_layout",
     "load_pretrained",
     "load_weights_file",
     "openmmlab_to_timm",
-    "openmmlab_url",
     "resolve_pretrained",
-    "timm_to_timm",
 ]
 
 #: The reference's ImageNet checkpoints (sssegmentation ``DEFAULT_MODEL_URLS``), by open-mmlab file name.
@@ -98,15 +88,8 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class PretrainedSpec:
-    """What ``pretrained`` asks for, decided before anything is built or downloaded.
-
-    Attributes:
-        timm_name: name for ``timm.create_model`` (a tag such as ``resnet50c.gluon_in1k`` for timm's weights).
-        timm_weights: let timm load its own weights.
-        urls: candidate URLs to download (tried in order) for a file to load afterwards.
-        file: a local file to load afterwards.
-        description: the request in words, for error messages.
-    """
+    """What ``pretrained`` asks for: the ``timm.create_model`` name (a tag for timm's weights), whether timm
+    loads its own weights, URLs to try in order or a local file to load afterwards, and a description."""
 
     timm_name: str
     timm_weights: bool = False
@@ -119,27 +102,6 @@ class PretrainedSpec:
         return bool(self.urls) or self.file is not None
 
 
-def cache_folder(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where downloads go: ``cache_dir`` itself, or torch's hub cache ``torch.hub.get_dir()/checkpoints``."""
-    return Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def openmmlab_url(name: str) -> str:
-    """URL of an open-mmlab checkpoint, or of its mirror when ``$ISNET_PRETRAINED_URL`` is set."""
-    official = OPENMMLAB_URLS[name]
-    template = os.environ.get(PRETRAINED_URL_ENV)
-    if not template:
-        return official
-    return template.format(name=name, file=official.rsplit("/", 1)[-1])
-
-
-def _file_name(url: str) -> str:
-    name = Path(unquote(urlparse(url).path)).name
-    if not name:
-        raise PretrainedError(f"URL {url!r} does not end in a file name")
-    return name
-
-
 def download_cached(
     urls: str | Sequence[str],
     cache_dir: str | os.PathLike | None = None,
@@ -148,9 +110,8 @@ def download_cached(
 ) -> Path:
     """Return the cached copy of a file, downloading it first if it is not cached yet.
 
-    The download goes to a temporary file that is renamed into place only when complete (and, when the file
-    name carries a sha256 prefix as in ``resnet50_v1c-2cccc1ad.pth``, only when the content matches it), so an
-    interrupted download never leaves a broken cached file.
+    torch.hub renames a complete download into place (checked against a sha256 prefix in the file name, as in
+    ``resnet50_v1c-2cccc1ad.pth``), so an interrupted download never leaves a broken cached file.
 
     Args:
         urls: one URL or several to try in order (mirrors, older release names).
@@ -158,18 +119,12 @@ def download_cached(
         progress: show a progress bar on stderr.
         file_name: name of the cached file; default the last part of the first URL.
 
-    Returns:
-        Path of the cached file.
-
     Raises:
-        DownloadError: every URL failed; the message lists the URLs and the reasons, and says where to put a
-            file downloaded by hand.
+        DownloadError: every URL failed; the message lists the reasons and where to put a file by hand.
     """
     candidates = [urls] if isinstance(urls, str) else list(urls)
-    if not candidates:
-        raise ValueError("download_cached needs at least one URL")
-    folder = cache_folder(cache_dir)
-    path = folder / (file_name or _file_name(candidates[0]))
+    folder = Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / (file_name or Path(unquote(urlparse(candidates[0]).path)).name)
     if path.is_file():
         return path
     hash_match = _HASH_IN_NAME.search(path.name)
@@ -197,14 +152,8 @@ def download_cached(
 
 
 def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``weights_only=True`` (nothing in the file runs).
-
-    Accepts a bare state dict or one under ``'state_dict'`` (open-mmlab) or ``'model'``; a ``module.`` prefix
-    (DataParallel) is removed.
-
-    Raises:
-        PretrainedError: the file is missing, unreadable, unsafe to unpickle, or holds no tensors.
-    """
+    """Read a state dict (bare, or under ``'state_dict'``/``'model'``; ``module.`` prefix removed) with
+    ``weights_only=True``; PretrainedError if the file is missing, unreadable, unsafe or holds no tensors."""
     try:
         data = safe_torch_load(path)
     except CheckpointError as err:
@@ -221,22 +170,39 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return plain_state_dict(data, str(path), PretrainedError)
 
 
-def _rename_openmmlab(key: str) -> str | None:
-    hits = [rule.sub(repl, key) for rule, repl in _OPENMMLAB_RULES if rule.match(key)]
-    return hits[0] if len(hits) == 1 else None
-
-
-def is_openmmlab_layout(state: dict[str, torch.Tensor]) -> bool:
-    """True for mmcv-style ResNet keys (``stem.*`` deep stem), False for timm's (``conv1.*``)."""
-    return any(k.startswith("stem.") for k in state)
-
-
-def _check_against(
-    converted: dict[str, torch.Tensor],
-    unmapped: list[str],
-    target: dict[str, torch.Tensor],
-    source: str,
+def openmmlab_to_timm(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str = "state dict"
 ) -> dict[str, torch.Tensor]:
+    """Rename an open-mmlab ResNet/ResNeSt state dict onto a timm backbone's keys, strictly.
+
+    A state dict already in timm's layout (no ``stem.*`` keys) keeps its keys; the classifier ``fc.*`` is dropped.
+
+    Args:
+        state: open-mmlab keys (``stem.*``, ``layerN.*``, ``fc.*``) or timm keys.
+        target: the timm backbone's ``state_dict()`` (keys and shapes to match).
+        source: name of the file, for error messages.
+
+    Returns:
+        A state dict with exactly ``target``'s keys.
+
+    Raises:
+        PretrainedError: listing unmapped, missing, unexpected and mis-shaped keys.
+    """
+    openmmlab = any(k.startswith("stem.") for k in state)
+    converted: dict[str, torch.Tensor] = {}
+    unmapped = []
+    for key, value in state.items():
+        if _DROPPED.match(key):
+            continue
+        hits = (
+            [rule.sub(repl, key) for rule, repl in _OPENMMLAB_RULES if rule.match(key)]
+            if openmmlab
+            else [key]
+        )
+        if len(hits) == 1:
+            converted[hits[0]] = value
+        else:
+            unmapped.append(key)
     # BatchNorm's step counters are not weights: files without them (older exports) keep the model's own
     for key in target:
         if key.endswith("num_batches_tracked") and key not in converted:
@@ -247,49 +213,6 @@ def _check_against(
     if report:
         raise PretrainedError(f"{source} does not match the backbone:\n{report}")
     return converted
-
-
-def openmmlab_to_timm(
-    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str = "state dict"
-) -> dict[str, torch.Tensor]:
-    """Rename an open-mmlab ResNet/ResNeSt state dict onto a timm backbone's keys, strictly.
-
-    Args:
-        state: open-mmlab keys (``stem.*``, ``layerN.*``, ``fc.*``).
-        target: the timm backbone's ``state_dict()`` (keys and shapes to match).
-        source: name of the file, for error messages.
-
-    Returns:
-        A state dict with exactly ``target``'s keys.
-
-    Raises:
-        PretrainedError: listing unmapped, missing, unexpected and mis-shaped keys.
-    """
-    converted: dict[str, torch.Tensor] = {}
-    unmapped = []
-    for key, value in state.items():
-        if _DROPPED.match(key):
-            continue
-        new_key = _rename_openmmlab(key)
-        if new_key is None:
-            unmapped.append(key)
-        else:
-            converted[new_key] = value
-    return _check_against(converted, unmapped, target, source)
-
-
-def timm_to_timm(
-    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str = "state dict"
-) -> dict[str, torch.Tensor]:
-    """Check a timm-format state dict against the backbone (dropping the classifier ``fc.*``), strictly."""
-    converted = {k: v for k, v in state.items() if not _DROPPED.match(k)}
-    return _check_against(converted, [], target, source)
-
-
-def _looks_like_timm_tag(value: str) -> bool:
-    return (
-        "." in value and not value.lower().endswith(_FILE_SUFFIXES) and "/" not in value and "\\" not in value
-    )
 
 
 def resolve_pretrained(
@@ -306,9 +229,6 @@ def resolve_pretrained(
             tag (``resnet50c.gluon_in1k``); an ``http(s)://`` or ``file://`` URL; or a local file. Files and URLs
             may be in timm's or open-mmlab's layout (detected from the keys).
         default_tag: the timm tag ``True`` stands for.
-
-    Returns:
-        The :class:`PretrainedSpec`.
 
     Raises:
         ValueError: an open-mmlab checkpoint that is not this backbone's, a timm tag of another architecture, a
@@ -338,13 +258,15 @@ def resolve_pretrained(
                 f"reference's open-mmlab checkpoints exist for {', '.join(f'{a}: {n}' for a, n in REFERENCE_INIT.items())}. "
                 f"Accepted values: {accepted}"
             )
-        url = openmmlab_url(name)
+        url = OPENMMLAB_URLS[name]
+        if os.environ.get(PRETRAINED_URL_ENV):  # a mirror
+            url = os.environ[PRETRAINED_URL_ENV].format(name=name, file=url.rsplit("/", 1)[-1])
         return PretrainedSpec(timm_name=arch, urls=(url,), description=f"open-mmlab {name} ({url})")
     if value.startswith(_URL_SCHEMES):
         return PretrainedSpec(timm_name=arch, urls=(value,), description=value)
     if Path(value).is_file():
         return PretrainedSpec(timm_name=arch, file=Path(value), description=value)
-    if _looks_like_timm_tag(value):
+    if "." in value and not value.lower().endswith(_FILE_SUFFIXES) and "/" not in value and "\\" not in value:
         if value.split(".")[0] != arch:
             raise ValueError(f"pretrained tag {value!r} does not belong to backbone {backbone!r} ({arch})")
         return PretrainedSpec(timm_name=value, timm_weights=True, description=f"timm {value}")
@@ -356,20 +278,11 @@ def resolve_pretrained(
 def load_pretrained(
     model: nn.Module, spec: PretrainedSpec, cache_dir: str | os.PathLike | None = None, progress: bool = True
 ) -> Path | None:
-    """Download (if needed) and load the file ``spec`` names into ``model`` strictly.
-
-    Returns:
-        The file that was loaded, or ``None`` when ``spec`` needs no file.
-
-    Raises:
-        DownloadError: the download failed (the message says where to put the file by hand).
-        PretrainedError: the file does not match the backbone (lists the keys).
-    """
+    """Download (if needed) and load the file ``spec`` names into ``model`` strictly; returns that file, or
+    ``None`` when ``spec`` needs none. Raises DownloadError or PretrainedError (listing the keys)."""
     if not spec.needs_loading:
         return None
     path = spec.file if spec.file is not None else download_cached(spec.urls, cache_dir, progress)
-    state = load_weights_file(path)
-    target = model.state_dict()
-    convert = openmmlab_to_timm if is_openmmlab_layout(state) else timm_to_timm
-    model.load_state_dict(convert(state, target, str(path)), strict=True)
+    state = openmmlab_to_timm(load_weights_file(path), model.state_dict(), str(path))
+    model.load_state_dict(state, strict=True)
     return path

@@ -23,3 +23,14 @@ def test_benchmark_smoke_writes_report(tmp_path) -> None:
     assert len(cases["infer"]["ours"]["times_s"]) == 1 and cases["infer"]["ours"]["peak_rss_mb"] > 0
     assert 0 < cases["infer"]["ours"]["fraction_of_matmul_peak"]
     assert set(saved["data_images_per_s_per_worker"]) == {"ade20k", "cocostuff10k", "cityscapes", "lip"}
+
+
+def test_benchmark_without_the_worker_says_it_needs_a_checkout(tmp_path, monkeypatch, capsys) -> None:
+    import isnet.cli.benchmark as benchmark
+
+    monkeypatch.setattr(benchmark, "WORKER", tmp_path / "tools" / "bench_worker.py")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--smoke", "--cases", "slc"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert "source checkout" in err and str(tmp_path / "tools" / "bench_worker.py") in err

@@ -97,3 +97,12 @@ def test_cli_rejects_contradicting_options(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["isnet_r18_d8_ade20k"])
     assert "unknown model-zoo name 'isnet_r18_d8_ade20k'" in capsys.readouterr().err
+
+
+def test_cli_unknown_zoo_name_ends_with_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["isnet_r18_d8_ade20k"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "isnet_r18_d8_ade20k" in err
+    assert "usage:" not in err
