@@ -6,6 +6,7 @@ Python. Every ``main`` is wrapped in :func:`one_line_errors`.
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import functools
 import itertools
@@ -20,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isnet.errors import IsnetError
 
-__all__ = ["CONFIG_DIR", "compose", "error_line", "one_line_errors", "unique_dir"]
+__all__ = ["CONFIG_DIR", "compose", "doc_parser", "error_line", "one_line_errors", "unique_dir"]
 
 #: Known errors end a command with one line: the package's own, a missing/unreadable/corrupt file (named in the
 #: message), and a config key that is missing or mistyped. Anything else is a bug and keeps its traceback.
@@ -60,6 +61,16 @@ def error_line(err: BaseException) -> str | None:
             return " ".join(lines) or type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A parser described by a command module's docstring: its first line, and the rest as the epilog."""
+    description = doc.splitlines()[0].replace(" (``--help``)", "")
+    epilog = "\n".join(doc.splitlines()[2:])
+    formatter = argparse.RawDescriptionHelpFormatter
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=formatter, epilog=epilog
+    )
 
 
 def one_line_errors(main: F) -> F:

@@ -19,8 +19,7 @@ import json
 import sys
 from typing import Any
 
-from isnet.cli import one_line_errors
-from isnet.cli.model_info import doc_parser
+from isnet.cli import doc_parser, one_line_errors
 from isnet.export import FORMATS, export_model, format_from_suffix
 
 __all__ = ["build_parser", "load_model", "main"]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from isnet.cli import one_line_errors
+from isnet.cli import doc_parser, one_line_errors
 from isnet.errors import ConfigError
 
 __all__ = [
@@ -141,16 +141,6 @@ def model_info(model: nn.Module, input_size: tuple[int, int], batch: int = 1) ->
         "note": "FLOPs from torch.utils.flop_counter: 2 per multiply-add (GMACs = GFLOPs / 2); convolutions, "
         "matmuls and attention only. Inference totals leave out the auxiliary head (training only).",
     }
-
-
-def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:
-    """A parser described by a command module's docstring: its first line, and the rest as the epilog."""
-    description = doc.splitlines()[0].replace(" (``--help``)", "")
-    epilog = "\n".join(doc.splitlines()[2:])
-    formatter = argparse.RawDescriptionHelpFormatter
-    return argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=formatter, epilog=epilog
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
