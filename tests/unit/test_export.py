@@ -68,7 +68,7 @@ def test_onnx_runtime_matches_isnet_forward_at_a_third_size(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = torch.randn(3, 3, 41, 29, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        expected = model(images).numpy()  # ISNet's own eval path (BN-folded fast copy)
+        expected = model(images).numpy()  # the plain ISNet in eval mode
     got = session.run(None, {"images": images.numpy()})[0]
     assert got.shape == (3, 5, 41, 29)
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max() + 1e-5
