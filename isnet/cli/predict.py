@@ -70,9 +70,9 @@ def _data_settings(cfg: DictConfig, model: InferenceModel) -> dict[str, Any]:
 def _to_input(rgb: np.ndarray, settings: dict[str, Any]) -> torch.Tensor:
     if settings["transform"] is not None:
         return settings["transform"](image=rgb)["image"].float()
-    mean = np.asarray(settings["mean"], dtype=np.float32)
-    std = np.asarray(settings["std"], dtype=np.float32)
-    return torch.from_numpy(((rgb.astype(np.float32) - mean) / std).transpose(2, 0, 1).copy())
+    from isnet.data.datasets.base import normalize
+
+    return normalize(rgb, settings["mean"], settings["std"])
 
 
 def predict(cfg: DictConfig) -> list[dict[str, Any]]:

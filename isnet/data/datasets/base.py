@@ -30,6 +30,7 @@ __all__ = [
     "read_label",
     "build_lut",
     "check_label_values",
+    "normalize",
 ]
 
 _JPEG_SOI = b"\xff\xd8"
@@ -174,6 +175,12 @@ def check_label_values(
         )
 
 
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """An RGB uint8 (H, W, 3) image as the network's input: ``(pixel - mean) / std`` (0-255 units), (3, H, W)."""
+    mean_, std_ = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    return torch.from_numpy(((image.astype(np.float32) - mean_) / std_).transpose(2, 0, 1).copy())
+
+
 class SegDataset(Dataset):
     """Base of the datasets: turns the ``(image, label)`` pair of :meth:`load` into a sample dict.
 
@@ -205,8 +212,7 @@ class SegDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, mask = self.load(index)
         if self.transform is None:
-            mean, std = np.asarray(self.mean, dtype=np.float32), np.asarray(self.std, dtype=np.float32)
-            image = torch.from_numpy(((image.astype(np.float32) - mean) / std).transpose(2, 0, 1).copy())
+            image = normalize(image, self.mean, self.std)
         elif self.train:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
