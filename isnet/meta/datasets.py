@@ -69,9 +69,6 @@ class DatasetInfo:
     test_pipeline: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 16
     splits: tuple[str, str, str] = ("train", "val", "val")
-    ignore_index: int = IGNORE_INDEX
-    mean: tuple[float, float, float] = IMAGENET_MEAN_255
-    std: tuple[float, float, float] = IMAGENET_STD_255
 
     @property
     def num_classes(self) -> int:
