@@ -98,7 +98,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.create({"_target_": "isnet.lit.ISNetModule"}),
         datamodule,
         model_config={**network.architecture, "pretrained": False},
-        lr=float(cfg.model.get("lr") or 0.01),
         inference=OmegaConf.to_container(cfg.model.inference, resolve=True),
         test_inference=inference_settings(cfg),
         experiment=cfg.get("experiment_name"),

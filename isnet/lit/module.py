@@ -1,9 +1,11 @@
 """LightningModule that trains and evaluates ISNet as sssegmentation does (``ssseg/{train,test}.py``).
 
 * loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4 on logits upsampled to the crop (``ISNetLoss``);
+  ``loss`` swaps CE for another pixel loss (:mod:`isnet.lit.criterion`);
 * optimiser: plain SGD over **one** parameter group (weight decay on every parameter, BN and biases included,
   no nesterov), learning rate set before every step by the poly rule (:class:`isnet.lit.schedule.PolyLR`)
-  over ``T = max_epochs * steps_per_epoch`` steps;
+  over ``T = max_epochs * steps_per_epoch`` steps; ``optimizer`` and ``param_rules`` change the optimiser and
+  its parameter groups (:mod:`isnet.lit.optim`);
 * evaluation: the stage-2 logits at feature resolution (of the fast copy that
   :func:`isnet.accel.optimize_for_inference` builds at the start of each evaluation epoch) are resized straight
   to the **original** label size by :mod:`isnet.inference` and accumulated into a dataset-level confusion
@@ -14,8 +16,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,12 @@ from torchmetrics import MaxMetric
 from isnet.accel import InferenceModel, compile_options, optimize_for_inference
 from isnet.errors import ConfigError, DataError
 from isnet.inference import SINGLE_SCALE, InferenceConfig, run_inference
+from isnet.lit.criterion import build_criterion, loss_spec
+from isnet.lit.optim import build_optimizer, check_param_rules, optimizer_spec, param_groups
 from isnet.lit.schedule import PolyLR
+from isnet.lit.specs import check_number
 from isnet.metrics import SegmentationIoU
-from isnet.models import ISNet, ISNetLoss
+from isnet.models import ISNet
 
 __all__ = ["ISNetModule", "newest_checkpoint"]
 
@@ -59,12 +65,6 @@ def _inference_config(name: str, value: dict[str, Any] | InferenceConfig | None)
     return InferenceConfig(**value)
 
 
-def _check_number(name: str, value: Any, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-
-
 class ISNetModule(pl.LightningModule):
     """Train and evaluate ISNet with the reference's optimiser, schedule, losses and evaluation.
 
@@ -76,12 +76,19 @@ class ISNetModule(pl.LightningModule):
         model_config: :class:`isnet.models.ISNet` keyword arguments; a ``num_classes`` there must equal
             ``num_classes``.
         num_classes: Number of classes K.
-        lr: Initial learning rate ``lr0``.
-        momentum: SGD momentum (0.9 in every reference config).
-        weight_decay: SGD weight decay, applied to all parameters as in the reference.
-        min_lr: Final learning rate of the poly schedule; ``None`` means ``0.01 * lr`` (reference default).
+        lr: Initial learning rate ``lr0`` of the default SGD (0.01); with ``optimizer``, set ``optimizer.lr``.
+        momentum: Momentum of the default SGD (0.9 in every reference config).
+        weight_decay: Weight decay of the default SGD (5e-4), applied to all parameters as in the reference.
+        min_lr: Final learning rate of the poly schedule; ``None`` means ``0.01 * lr0`` (reference default).
         power: Poly exponent (0.9).
-        loss_weights: Weights of the ``stage2``, ``stage1`` and ``aux`` cross-entropy terms (1.0, 0.4, 0.4).
+        optimizer: A ``torch.optim`` optimiser as a Hydra partial or its dict (``{"_target_":
+            "torch.optim.AdamW", "_partial_": True, "lr": ..., ...}``, ``lr`` required; ``conf/optimizer/``);
+            ``None``: the reference's SGD from ``lr``/``momentum``/``weight_decay``. Recorded as the dict.
+        param_rules: Learning-rate and weight-decay multipliers per parameter-name prefix and for norm layers
+            and biases (:mod:`isnet.lit.optim`); ``None``: one parameter group, as the reference.
+        loss: The pixel loss of every term, a class of :mod:`isnet.models.losses` as a Hydra partial or its
+            dict (``conf/loss/``); ``None``: cross-entropy, as the reference. Recorded as the dict.
+        loss_weights: Weights of the ``stage2``, ``stage1`` and ``aux`` loss terms (1.0, 0.4, 0.4).
         ignore_index: Label value excluded from the loss and the metrics (255).
         inference: Validation/test :class:`isnet.inference.InferenceConfig` fields; ``None`` is the
             reference's single-scale whole-image logits.
@@ -97,11 +104,14 @@ class ISNetModule(pl.LightningModule):
         self,
         model_config: dict[str, Any],
         num_classes: int,
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
+        lr: float | None = None,
+        momentum: float | None = None,
+        weight_decay: float | None = None,
         min_lr: float | None = None,
         power: float = 0.9,
+        optimizer: Mapping[str, Any] | functools.partial | None = None,
+        param_rules: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | functools.partial | None = None,
         loss_weights: dict[str, float] | None = None,
         ignore_index: int = 255,
         inference: dict[str, Any] | None = None,
@@ -118,13 +128,17 @@ class ISNetModule(pl.LightningModule):
             raise ConfigError(
                 f"model_config.num_classes={model_config['num_classes']} disagrees with num_classes={num_classes}"
             )
-        _check_number("lr", lr)
-        _check_number("weight_decay", weight_decay, allow_zero=True)
-        _check_number("power", power)
-        if not (isinstance(momentum, int | float) and 0.0 <= momentum < 1.0):
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
-        if min_lr is not None and (_check_number("min_lr", min_lr, allow_zero=True) or min_lr > lr):
-            raise ConfigError(f"min_lr must be <= lr ({lr}), got {min_lr!r}")
+        # the optimiser and the loss are recorded once, as plain dicts (lr/momentum/weight_decay only shortcut
+        # the default SGD and are stored inside `optimizer`)
+        optimizer = optimizer_spec(optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        lr = momentum = weight_decay = None
+        param_rules = check_param_rules(param_rules)
+        loss = loss_spec(loss, num_classes)
+        check_number("power", power)
+        if min_lr is not None and (
+            check_number("min_lr", min_lr, allow_zero=True) or min_lr > optimizer["lr"]
+        ):
+            raise ConfigError(f"min_lr must be <= lr ({optimizer['lr']}), got {min_lr!r}")
         loss_weights = {**_LOSS_WEIGHTS, **(loss_weights or {})}
         if unknown := sorted(set(loss_weights) - set(_LOSS_WEIGHTS)):
             raise ConfigError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_WEIGHTS)}")
@@ -143,7 +157,9 @@ class ISNetModule(pl.LightningModule):
         self.save_hyperparameters()
 
         self.model = ISNet.from_config(model_config)
-        self.criterion = ISNetLoss(ignore_index, **{f"{k}_weight": w for k, w in loss_weights.items()})
+        if param_rules is not None:
+            param_groups(self.model, optimizer, param_rules)  # a prefix that matches no parameter fails here
+        self.criterion = build_criterion(loss, ignore_index, loss_weights)
         self.inference_config = val_config
         self.test_inference_config = test_config or val_config
         self.class_names = class_names or [f"class_{k}" for k in range(num_classes)]
@@ -201,12 +217,10 @@ class ISNetModule(pl.LightningModule):
         )
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """SGD over one parameter group + poly LR stepped every optimizer step."""
+        """The optimiser (default: SGD over one parameter group) + poly LR stepped every optimizer step."""
         hp = self.hparams
         # ssseg/modules/models/optimizers: SGD(model.parameters(), lr, momentum, weight_decay), params_rules={}
-        optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-        )
+        optimizer = build_optimizer(self.model, hp.optimizer, hp.param_rules)
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
             raise ConfigError(
@@ -215,7 +229,9 @@ class ISNetModule(pl.LightningModule):
             )
         #: T, the schedule length in optimizer steps (per rank: max_epochs x per-rank batches per epoch).
         self.total_steps = int(total)
-        scheduler = PolyLR(optimizer, total_steps=self.total_steps, power=hp.power, min_lr=hp.min_lr)
+        scheduler = PolyLR(
+            optimizer, self.total_steps, power=hp.power, min_lr=hp.min_lr, base_lr=hp.optimizer["lr"]
+        )
         schedule = {"scheduler": scheduler, "interval": "step", "frequency": 1}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 

@@ -46,15 +46,18 @@ def steps_per_epoch(num_samples: int, global_batch_size: int, world_size: int = 
 class PolyLR(LRScheduler):
     """Poly decay to ``min_lr``, one scheduler step per optimizer step (Lightning ``interval="step"``).
 
-    Every parameter group decays from its own initial learning rate to the same ``min_lr``, as the reference
-    does with its single group.
+    Without ``base_lr`` every parameter group decays from its own initial learning rate to the same ``min_lr``.
+    With ``base_lr`` (``lr0``) the schedule is computed once from ``lr0`` and a group that carries an
+    ``lr_multiplier`` gets ``lr_multiplier * lr_t``, the others ``lr_t``: the reference's ``updatelr`` with
+    ``params_rules`` (its floor is ``lr_multiplier * min_lr`` too).
 
     Args:
         optimizer: The wrapped optimizer.
         total_steps: ``T`` (``trainer.estimated_stepping_batches`` in Lightning).
         power: Poly exponent.
-        min_lr: Final learning rate; ``None`` means 1% of each group's initial learning rate.
+        min_lr: Final learning rate; ``None`` means 1% of the initial learning rate (``base_lr``, or each group's).
         last_epoch: Index of the last step when resuming by hand (Lightning restores the state instead).
+        base_lr: ``lr0`` of the shared schedule; ``None``: each group's initial learning rate.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class PolyLR(LRScheduler):
         power: float = 0.9,
         min_lr: float | None = None,
         last_epoch: int = -1,
+        base_lr: float | None = None,
     ) -> None:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
             raise ConfigError(f"PolyLR total_steps must be a positive int, got {total_steps!r}")
@@ -72,10 +76,16 @@ class PolyLR(LRScheduler):
         self.total_steps = total_steps
         self.power = power
         self.min_lr = min_lr
+        self.base_lr = base_lr
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """Closed form at ``t = last_epoch`` (the number of scheduler steps taken)."""
+        if self.base_lr is not None:
+            floor = 0.01 * self.base_lr if self.min_lr is None else self.min_lr
+            lr = poly_lr(self.last_epoch, self.total_steps, self.base_lr, floor, self.power)
+            groups = self.optimizer.param_groups
+            return [lr if g.get("lr_multiplier") is None else g["lr_multiplier"] * lr for g in groups]
         floors = [0.01 * base if self.min_lr is None else self.min_lr for base in self.base_lrs]
         return [
             poly_lr(self.last_epoch, self.total_steps, b, m, self.power)

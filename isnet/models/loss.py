@@ -1,21 +1,24 @@
-"""ISNet training loss: CE(stage2) x 1.0 + CE(stage1) x 0.4 + CE(aux) x 0.4.
+"""ISNet training loss: L(stage2) x 1.0 + L(stage1) x 0.4 + L(aux) x 0.4, L a pixel loss (cross-entropy).
 
-Matches sssegmentation's ``CrossEntropyLoss`` as the ISNet base config sets it up (mean over non-ignored
-pixels, no class weights, no label smoothing, no pixel sampler), with the ignore value 255 instead of the
-reference's internal -100 (our datasets, padding and rotation fill use 255 consistently).
+By default matches sssegmentation's ``CrossEntropyLoss`` as the ISNet base config sets it up (mean over
+non-ignored pixels, no class weights, no label smoothing, no pixel sampler), with the ignore value 255 instead
+of the reference's internal -100 (our datasets, padding and rotation fill use 255 consistently). Another pixel
+loss of :mod:`isnet.models.losses` (OHEM, Lovász-softmax, Dice) replaces ``L`` for all three terms, as the
+reference's pixel sampler and loss configs apply to every prediction.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from isnet.models.losses import CrossEntropyLoss
 
 __all__ = ["ISNetLoss"]
 
 
 class ISNetLoss(nn.Module):
-    """Weighted sum of the three cross-entropy terms.
+    """Weighted sum of the three pixel-loss terms.
 
     Args:
         ignore_index: label value excluded from the loss (255).
@@ -23,6 +26,8 @@ class ISNetLoss(nn.Module):
         stage1_weight: weight of the stage-1 loss, 0.4.
         aux_weight: weight of the auxiliary FCN loss, 0.4.
         check_labels: raise a clear error when a label is outside ``[0, K) ∪ {ignore_index}`` (one cheap pass).
+        pixel_loss: the loss of each output, ``(logits, target) -> scalar`` with the same ``ignore_index``;
+            ``None``: :class:`isnet.models.losses.CrossEntropyLoss` (the reference's).
 
     Returns:
         ``{"loss", "loss_stage2", "loss_stage1", "loss_aux"}``; each term is already multiplied by its weight,
@@ -39,19 +44,25 @@ class ISNetLoss(nn.Module):
         stage1_weight: float = 0.4,
         aux_weight: float = 0.4,
         check_labels: bool = True,
+        pixel_loss: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if pixel_loss is not None and getattr(pixel_loss, "ignore_index", ignore_index) != ignore_index:
+            raise ValueError(
+                f"pixel_loss ignores label {pixel_loss.ignore_index} but the loss ignores {ignore_index}"
+            )
         self.ignore_index = ignore_index
         self.weights = {"stage2": stage2_weight, "stage1": stage1_weight, "aux": aux_weight}
         self.check_labels = check_labels
+        self.pixel_loss = pixel_loss if pixel_loss is not None else CrossEntropyLoss(ignore_index)
 
-    def _cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         valid = target != self.ignore_index
         if not bool(valid.any()):
             return logits.sum() * 0.0
         # computed in fp32: under autocast the logits may be bf16/fp16
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16/bf16 -> fp32; fp64 stays
-        return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+        return self.pixel_loss(logits, target)
 
     def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         target = target.long()  # no copy when it already is
@@ -72,6 +83,6 @@ class ISNetLoss(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         for name, weight in self.weights.items():
             if name in outputs:
-                losses[f"loss_{name}"] = weight * self._cross_entropy(outputs[name], target)
+                losses[f"loss_{name}"] = weight * self._term(outputs[name], target)
         losses["loss"] = sum(losses.values())
         return losses

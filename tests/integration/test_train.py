@@ -113,7 +113,7 @@ def test_run_folder_contents(trained_run: Path) -> None:
     model = isnet.load_checkpoint(trained_run / "checkpoints" / "last.ckpt")
     assert model.num_classes == 4 and model.backbone_name == "resnet18d"
     module = ISNetModule.load_from_checkpoint(trained_run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert module.hparams.lr == 0.01 and module.hparams.class_names[0] == "background"
+    assert module.hparams.optimizer["lr"] == 0.01 and module.hparams.class_names[0] == "background"
     for key, value in model.state_dict().items():
         assert torch.equal(module.model.state_dict()[key], value), key
     hparams = OmegaConf.load(trained_run / "csv" / "version_0" / "hparams.yaml")

@@ -75,11 +75,14 @@ def test_experiment_matches_model_zoo(row: dict, tmp_path: Path) -> None:
     assert resolved["schedule"]["policy"] == row["policy"] == "poly"
     assert resolved["trainer"]["max_epochs"] == row["epochs"]
     model = resolved["model"]
-    assert model["lr"] == pytest.approx(row["lr"], rel=0, abs=0)
     wd, min_lr = expected_wd_min_lr(dataset, short)
-    assert model["weight_decay"] == wd
-    assert model["min_lr"] == min_lr
-    assert model["momentum"] == 0.9 and model["power"] == 0.9
+    # the reference's optimiser: plain SGD, one parameter group, the recipe's numbers
+    assert model["optimizer"] == {"_target_": "torch.optim.SGD", "_partial_": True, "lr": row["lr"],
+                                  "momentum": 0.9, "weight_decay": wd}  # fmt: skip
+    assert model["param_rules"] is None
+    assert model["min_lr"] == min_lr and model["power"] == 0.9
+    assert model["loss"] == {"_target_": "isnet.models.losses.CrossEntropyLoss", "_partial_": True,
+                             "class_weight": None}  # fmt: skip
     assert model["num_classes"] == num_classes
     assert model["loss_weights"] == {"stage2": 1.0, "stage1": 0.4, "aux": 0.4}
     net = model["model_config"]
