@@ -72,6 +72,7 @@ def test_module_passes_class_weight_to_every_term() -> None:
     for name, factor in (("stage2", 1.0), ("stage1", 0.4), ("aux", 0.4)):
         expected = F.cross_entropy(outputs[name], target, weight=torch.tensor(weight), ignore_index=255)
         assert losses[f"loss_{name}"].item() == pytest.approx(factor * expected.item(), rel=1e-6)
+    assert not [k for k in module.state_dict() if k.startswith("criterion.")]  # the weights live in hparams
     with pytest.raises(ConfigError, match="class_weight must be a list of num_classes=4 numbers"):
         _module(loss={"_target_": "isnet.models.losses.CrossEntropyLoss", "class_weight": [1.0, 2.0]})
 
