@@ -135,3 +135,20 @@ def test_seed_multirun_is_summarised(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert per_run[0]["train/loss"] != per_run[1]["train/loss"]  # the seeds did change the runs
     assert (sweep / "summary.png").stat().st_size > 0
     assert json.loads(capsys.readouterr().out)["metrics"]["val/mIoU"] == row
+
+
+def test_each_wandb_logger_of_a_process_is_a_new_run(tmp_path: Path, no_network) -> None:
+    """Hydra runs the jobs of a multirun in one process: job 2 must not log into job 1's W&B run."""
+    pytest.importorskip("wandb")
+    import wandb
+
+    from isnet.lit.loggers import build_wandb_logger
+
+    first = build_wandb_logger(save_dir=str(tmp_path / "0"), project="p").experiment
+    second = build_wandb_logger(save_dir=str(tmp_path / "1"), project="p").experiment
+    try:
+        assert first.id != second.id and wandb.run is second
+        assert [len(list((tmp_path / job / "wandb").glob("offline-run-*"))) for job in "01"] == [1, 1]
+    finally:
+        wandb.finish()
+    assert no_network == []
