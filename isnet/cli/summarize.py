@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from isnet.cli import doc_parser, one_line_errors
+from isnet.cli.utils import RUN_MARKER
 from isnet.errors import ConfigError, DataError
 from isnet.utils.io import write_json
 
@@ -38,8 +39,9 @@ __all__ = ["build_parser", "find_runs", "load_run", "main", "summarize"]
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "metrics_history.json"
 CONFIG_FILE = "config.yaml"
-#: Config keys that differ between any two runs by construction, never shown as what tells runs apart.
-_RUN_SPECIFIC = ("paths.", "trainer.default_root_dir", "callbacks.", "logger.")
+#: Stands for a run's own folder in its config values (``paths.output_dir`` and every path below it), so that
+#: these never count as a setting that tells runs apart.
+_OWN_FOLDER = "<run>"
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -47,15 +49,20 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def find_runs(paths: Sequence[str]) -> list[Path]:
+def find_runs(paths: Sequence[str]) -> tuple[list[Path], list[Path]]:
     """The run folders named by ``paths``: run folders, folders holding runs (a multirun folder), ``metrics.json``
     files or glob patterns of these; in the given order, each once.
+
+    Returns:
+        ``(runs, unfinished)``: the finished runs, and the folders found below a searched folder that hold a
+        ``run.json`` but no ``metrics.json`` (a run still going, or one that died before its end).
 
     Raises:
         FileNotFoundError: A path or pattern that matches nothing.
         DataError: A folder with no finished run (no ``metrics.json``) in or below it.
     """
     runs: list[Path] = []
+    unfinished: list[Path] = []
     for given in paths:
         literal = Path(given)
         pattern = sorted(glob.glob(given), key=lambda p: _natural_key(Path(p)))
@@ -72,12 +79,20 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
                 found.append(path)
             else:
                 found += sorted((m.parent for m in path.rglob(METRICS_FILE)), key=_natural_key)
+                markers = (m.parent for m in path.rglob(RUN_MARKER))
+                unfinished += sorted(
+                    (p for p in markers if not (p / METRICS_FILE).is_file()), key=_natural_key
+                )
         if not found:
             raise DataError(f"{given}: no finished run in it ({METRICS_FILE} is written when a run ends)")
         runs += found
+    return _unique(runs), _unique(unfinished)
+
+
+def _unique(paths: Sequence[Path]) -> list[Path]:
     unique: dict[Path, Path] = {}
-    for run in runs:
-        unique.setdefault(run.resolve(), run)
+    for path in paths:
+        unique.setdefault(path.resolve(), path)
     return list(unique.values())
 
 
@@ -94,7 +109,8 @@ def _is_number(value: Any) -> bool:
 
 def load_run(folder: Path) -> dict[str, Any]:
     """``{"path", "metrics"}`` (the numeric entries of ``metrics.json``), ``"history"`` (``metrics_history.json``,
-    ``None`` when absent) and ``"config"`` (``config.yaml`` flattened to dotted keys, ``{}`` when absent)."""
+    ``None`` when absent) and ``"config"`` (``config.yaml`` flattened to dotted keys, the run's own folder written
+    ``<run>``; ``{}`` when absent)."""
     metrics = _read_json(folder / METRICS_FILE)
     if not isinstance(metrics, dict):
         raise DataError(f"{folder / METRICS_FILE}: expected a JSON object of metrics")
@@ -127,19 +143,21 @@ def _flat_config(path: Path) -> dict[str, Any]:
             flat[prefix[:-1]] = node
 
     walk(config if isinstance(config, dict) else {}, "")
+    own = flat.get("paths.output_dir")
+    if isinstance(own, str) and own:
+        flat = {k: v.replace(own, _OWN_FOLDER) if isinstance(v, str) else v for k, v in flat.items()}
     return flat
 
 
 def _differing_settings(runs: Sequence[dict[str, Any]]) -> list[str]:
-    """The config keys whose value is not the same in every run (run-specific paths left out)."""
-    keys = sorted({k for run in runs for k in run["config"]})
-    missing = object()
-    return [
-        key
-        for key in keys
-        if not key.startswith(_RUN_SPECIFIC)
-        and len({json.dumps(run["config"].get(key, missing), default=str) for run in runs}) > 1
-    ]
+    """The config keys whose value is not the same in every run; of keys with the same values in every run (an
+    interpolated copy, e.g. ``callbacks.epoch_seed.seed`` of ``seed``), only the shortest."""
+    by_values: dict[tuple[str, ...], str] = {}
+    for key in sorted({k for run in runs for k in run["config"]}, key=lambda k: (k.count("."), len(k), k)):
+        values = tuple(json.dumps(run["config"].get(key, "<absent>"), default=str) for run in runs)
+        if len(set(values)) > 1:
+            by_values.setdefault(values, key)
+    return sorted(by_values.values())
 
 
 def _labels(runs: Sequence[dict[str, Any]]) -> list[str]:
@@ -206,12 +224,19 @@ def _check_free(path: Path | None, force: bool, option: str) -> None:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Print (and with ``--out`` write) the summary, draw the curves; returns :func:`summarize`'s dict."""
+    """Print (and with ``--out`` write) the summary and draw the curves.
+
+    Returns:
+        :func:`summarize`'s dict, with ``unfinished`` (run folders left out: no ``metrics.json``) and ``plot``
+        (the PNG, when drawn).
+    """
     args = build_parser().parse_args(argv)
     if args.no_plot and args.plot:
         raise ConfigError("--plot and --no-plot contradict each other")
-    runs = [load_run(folder) for folder in find_runs(args.runs)]
+    folders, unfinished = find_runs(args.runs)
+    runs = [load_run(folder) for folder in folders]
     summary = summarize(runs)
+    summary["unfinished"] = [str(path) for path in unfinished]
     plot = None
     if not args.no_plot:
         paths = [run["path"].resolve() for run in runs]
@@ -219,7 +244,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot = args.plot or beside / "summary.png"
     _check_free(plot, args.force, "--plot")
     _check_free(args.out, args.force, "--out")
-
+    if unfinished:
+        names = ", ".join(str(path) for path in unfinished)
+        print(
+            f"note: left out {len(unfinished)} unfinished run(s) (no {METRICS_FILE}): {names}",
+            file=sys.stderr,
+        )
     histories = {run["label"]: r["history"] for run, r in zip(summary["runs"], runs) if r["history"]}
     if plot is not None and histories:
         from isnet.viz import plot_run_curves
