@@ -9,9 +9,12 @@ An environment variable the user has set is never changed. Both packages are opt
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 
 __all__ = ["WANDB_MODES", "build_mlflow_logger", "build_wandb_logger"]
 
@@ -20,7 +23,7 @@ __all__ = ["WANDB_MODES", "build_mlflow_logger", "build_wandb_logger"]
 WANDB_MODES = ("offline", "online", "disabled")
 
 
-def build_wandb_logger(mode: str = "offline", **kwargs: Any) -> Any:
+def build_wandb_logger(mode: str = "offline", **kwargs: Any) -> WandbLogger:
     """A ``pytorch_lightning.loggers.WandbLogger`` that is offline unless ``mode="online"``.
 
     A W&B run still open in this process (the previous job of a Hydra multirun) is finished first: Lightning
@@ -50,7 +53,7 @@ def build_wandb_logger(mode: str = "offline", **kwargs: Any) -> Any:
     return WandbLogger(offline=mode == "offline", mode=mode, **kwargs)
 
 
-def build_mlflow_logger(tracking_uri: str, **kwargs: Any) -> Any:
+def build_mlflow_logger(tracking_uri: str, **kwargs: Any) -> MLFlowLogger:
     """A ``pytorch_lightning.loggers.MLFlowLogger`` with MLflow's usage telemetry off.
 
     Args:
