@@ -30,6 +30,7 @@ __all__ = [
     "overlay",
     "per_class_iou_figure",
     "plot_curves",
+    "plot_run_curves",
     "prediction_panel",
     "save_figure",
     "save_image",
@@ -149,6 +150,43 @@ def plot_curves(history: Mapping[str, Any], path: str | os.PathLike, title: str 
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_run_curves(
+    histories: Mapping[str, Mapping[str, Any]], path: str | os.PathLike, title: str | None = None
+) -> Path:
+    """Overlay the training loss and validation mIoU curves of several runs in one PNG (written atomically).
+
+    Args:
+        histories: Run label -> history as :func:`plot_curves` takes it (per-epoch ``epoch``/``train_loss`` and
+            ``val_epoch``/``val_mIoU``; per-step values are left out to keep the lines readable).
+        path: Output PNG.
+        title: Figure title.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _new_figure(11, 4.2)
+    ax_loss, ax_miou = fig.subplots(1, 2)
+    colours = [f"C{i % 10}" for i in range(len(histories))]
+    for colour, (label, history) in zip(colours, histories.items()):
+        if history.get("epoch"):
+            epochs = np.asarray(history["epoch"]) + 1
+            ax_loss.plot(epochs, history["train_loss"], "o-", color=colour, markersize=3, label=label)
+        if history.get("val_epoch"):
+            miou = 100 * np.asarray(history["val_mIoU"], dtype=float)
+            epochs = np.asarray(history["val_epoch"]) + 1
+            ax_miou.plot(epochs, miou, "o-", color=colour, markersize=3, label=label)
+    for ax, label in ((ax_loss, "train loss (epoch mean)"), (ax_miou, "val mIoU (%)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
