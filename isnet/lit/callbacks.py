@@ -20,6 +20,7 @@ from isnet.errors import CheckpointError, ConfigError
 from isnet.inference import run_inference
 from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.utils.io import safe_torch_load, write_json
+from isnet.utils.seeds import derive_seed
 from isnet.utils.state_dict import EMA_STATE_KEY
 from isnet.viz import default_palette, denormalize, plot_curves, prediction_panel, save_image
 
@@ -27,11 +28,15 @@ __all__ = ["EMAWeights", "EpochSeed", "MetricsHistory", "PredictionOverlays"]
 
 
 class EpochSeed(pl.Callback):
-    """Derive every random stream of an epoch from ``(seed, epoch, rank)`` at the start of the epoch.
+    """Derive the main process's random streams of an epoch from ``(seed, epoch, rank)`` at the start of the epoch.
 
     Lightning restores weights, optimizer, schedule and loop counters on resume, but not the global RNG nor a
-    ``RandomSampler``'s generator. Reseeding at every epoch start makes a run resumed from an epoch-end
-    checkpoint continue exactly as the uninterrupted run (bit-identical on CPU with ``num_workers=0``).
+    ``RandomSampler``'s generator. Reseeding torch, numpy and ``random`` (dropout, anything drawn in the
+    training step) at every epoch start makes a run resumed from an epoch-end checkpoint continue exactly as
+    the uninterrupted run. The data order and augmentation of the isnet DataModules do not depend on it: their
+    :class:`isnet.data.TrainSampler` gives every sample the seed of its augmentation, ``(seed, epoch, index)``,
+    whichever worker loads it. For other loaders with a ``RandomSampler`` it also reseeds the sampler's
+    generator (exact with ``num_workers=0``).
 
     Args:
         seed: Base seed; ``None`` reads ``PL_GLOBAL_SEED`` (set by ``seed_everything``), else 0.
@@ -43,7 +48,7 @@ class EpochSeed(pl.Callback):
     def epoch_seed(self, epoch: int, rank: int) -> int:
         """The 32-bit seed of ``epoch`` on ``rank``."""
         base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        return int(np.random.SeedSequence([base, epoch, rank]).generate_state(1)[0])
+        return derive_seed(base, epoch, rank)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         seed = self.epoch_seed(trainer.current_epoch, trainer.global_rank)
@@ -61,9 +66,6 @@ class EpochSeed(pl.Callback):
             generator = getattr(loader, "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(seed + 1)
-            reseed = getattr(getattr(loader, "dataset", None), "reseed", None)
-            if callable(reseed) and getattr(loader, "num_workers", 0) == 0:
-                reseed(seed)
 
 
 class EMAWeights(pl.Callback):

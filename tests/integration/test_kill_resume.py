@@ -4,10 +4,11 @@ exactly the weights of an uninterrupted run of the same length.
 Both runs use ``scripts/train.py`` (the real CLI and configs) on synthetic data with augmentation and dropout,
 on the CPU, with ``trainer.deterministic=true``. The interrupted run is stopped at a known optimiser step in
 the middle of an epoch (a callback reports the step and waits; the test then sends SIGKILL), so
-``last.ckpt`` holds the end of the previous epoch. Resuming replays the interrupted epoch from its start;
-the per-epoch reseeding (``isnet.lit.EpochSeed``) makes that replay draw the same batches, augmentations and
-dropout masks. Limits: progress inside the interrupted epoch is lost (it is recomputed, not restored), and the
-equality is shown for in-process data loading (``data.num_workers=0``).
+``last.ckpt`` holds the end of the previous epoch. Resuming replays the interrupted epoch from its start:
+the train sampler (``isnet.data.TrainSampler``) gives the same batches with the same per-sample augmentation
+seeds ``(seed, epoch, index)``, whichever DataLoader worker loads them, and the per-epoch reseeding
+(``isnet.lit.EpochSeed``) the same dropout masks. Limit: progress inside the interrupted epoch is lost (it is
+recomputed, not restored). Shown for in-process loading and for 2 persistent worker processes.
 """
 
 from __future__ import annotations
@@ -108,11 +109,10 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     assert opt_a["param_groups"][0]["lr"] == opt_b["param_groups"][0]["lr"]
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    # In-process loading (num_workers=0). With worker processes the guarantee does not hold yet: persistent
-    # workers carry their augmentation random state across epochs, and a resumed run starts fresh ones
-    # (docs/guarantees.md, "Resuming training").
-    workers = 0
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, workers: int) -> None:
+    # With workers, the uninterrupted run's persistent workers have loaded the earlier epochs, while the
+    # resumed run starts fresh ones; the augmentation must not depend on it.
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     _train(_overrides(straight, workers))
     reference = safe_torch_load(straight / "checkpoints" / "last.ckpt")

@@ -128,7 +128,9 @@ def test_validation_uses_the_average_and_restores_the_weights(tmp_path: Path) ->
     result = trainer.validate(module, datamodule=data, verbose=False)[0]
     assert all(torch.equal(module.model.state_dict()[k], v) for k, v in probe.trained.items())
     plain = ISNetModule(model_config=dict(TINY), num_classes=3)
-    bare = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    bare = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
     results = {}
     for name, state in (("average", ema.weights), ("trained", probe.trained)):
         plain.model.load_state_dict(state)
@@ -168,7 +170,12 @@ def test_resume_is_exact_and_checkpoints_carry_the_average(tmp_path: Path) -> No
     # testing a checkpoint evaluates the average stored in that file (not the callback's current one)
     fresh = EMAWeights(momentum=MOMENTUM)
     tester = pl.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[fresh]
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[fresh],
     )
     module = ISNetModule(model_config=dict(TINY), num_classes=3)
     data = SyntheticDataModule(num_classes=3, image_size=32, num_val=2)
