@@ -47,7 +47,9 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> ISNet:
     if ema:
         state = data.get("callbacks", {}).get(EMA_STATE_KEY) if isinstance(data, dict) else None
         if not isinstance(state, dict) or not isinstance(state.get("weights"), dict):
-            raise CheckpointError(f"{path}: ema=True needs a Lightning checkpoint trained with callbacks=ema")
+            raise CheckpointError(
+                f"{path}: ema=True needs a Lightning checkpoint trained with callbacks=[default,ema]"
+            )
         data = {**data, "state_dict": {f"model.{key}": value for key, value in state["weights"].items()}}
     if isinstance(data, dict) and data.get("format") == "isnet":
         model = ISNet.from_config(data["config"])

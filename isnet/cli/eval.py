@@ -127,6 +127,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         **{k: scores[k] for k in ("mIoU", "aAcc", "IoU")},
         "checkpoint": str(Path(ckpt).resolve()),
+        "ema": bool(cfg.get("ema", False)),  # the checkpoint's weight average instead of its trained weights
         "experiment": cfg.get("experiment_name"),
         "dataset": getattr(datamodule, "name", None),
         "split": getattr(datamodule, "test_split", None),

@@ -80,9 +80,11 @@ class EMAWeights(pl.Callback):
 
     Validation and ``trainer.test``/``validate`` run with the averaged weights: they are copied into
     ``pl_module.model`` when evaluation starts (so the module's fast evaluation copy, built on the first batch,
-    is built from them) and the trained weights are copied back, bit for bit, when it ends. The logged
-    ``val/mIoU``, and with it the best checkpoint, therefore measure the averaged weights. The average is saved
-    in every checkpoint (``checkpoint["callbacks"]["EMAWeights"]``) and restored on resume; testing a checkpoint
+    is built from them) and the trained weights are copied back, bit for bit, when it ends (in ``fit``: at
+    ``on_validation_end``; in ``test``/``validate``: at ``teardown``, after every callback's end hooks, or on
+    an exception). The logged ``val/mIoU``, and with it the best checkpoint, therefore measure the averaged
+    weights. The average is saved in every checkpoint (``checkpoint["callbacks"]["EMAWeights"]``) and restored
+    on resume (the configured ``momentum`` applies from there); testing a checkpoint
     (``trainer.test(ckpt_path=...)``) takes the average stored in that file. ``isnet.load_checkpoint(path,
     ema=True)`` (``scripts/eval.py ema=true``) reads it too. It lives on the network's device.
 
@@ -170,12 +172,26 @@ class EMAWeights(pl.Callback):
         self._trained = None
 
     on_validation_start = on_test_start = _swap_in
-    on_validation_end = on_test_end = _swap_out
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # training continues with the trained weights
+            self._swap_out(trainer, pl_module)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # after every callback's on_test_end/on_validation_end (e.g. PredictionOverlays draws the average)
+        self._swap_out(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._swap_out(trainer, pl_module)
 
     def _load_from_file(self, path: str) -> None:
         state = safe_torch_load(path).get("callbacks", {}).get(self.state_key)
         if state is None:
-            raise CheckpointError(f"{path} holds no EMAWeights average (trained without callbacks=ema?)")
+            raise CheckpointError(
+                f"{path} holds no weight average (not trained with callbacks=[default,ema])"
+            )
         self.load_state_dict(state)
 
     def on_save_checkpoint(

@@ -109,14 +109,21 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     assert opt_a["param_groups"][0]["lr"] == opt_b["param_groups"][0]["lr"]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, workers: int) -> None:
-    # With workers, the uninterrupted run's persistent workers have loaded the earlier epochs, while the
-    # resumed run starts fresh ones; the augmentation must not depend on it.
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    _train(_overrides(straight, workers))
-    reference = safe_torch_load(straight / "checkpoints" / "last.ckpt")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The final ``last.ckpt`` of an uninterrupted run with in-process loading."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    _train(_overrides(run_dir, workers=0))
+    return safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
 
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
+    uninterrupted: dict, tmp_path: Path, workers: int
+) -> None:
+    # The reference run loads in-process; with 2 workers the interrupted run's persistent workers have loaded
+    # the first epoch while the resumed run starts fresh ones: the augmentation must depend on neither.
+    interrupted = tmp_path / "interrupted"
     flag = tmp_path / "stalled.txt"
     stall = [
         f"+callbacks.stall._target_={__name__}.StallAtStep",
@@ -130,7 +137,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path, work
 
     _train(_overrides(interrupted, workers) + ["ckpt_path=last"])
     resumed = safe_torch_load(interrupted / "checkpoints" / "last.ckpt")
-    _assert_same_training_state(resumed, reference)
+    _assert_same_training_state(resumed, uninterrupted)
     assert "resumed" in (interrupted / "run.json").read_text()
 
 

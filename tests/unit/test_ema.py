@@ -164,24 +164,31 @@ def test_resume_is_exact_and_checkpoints_carry_the_average(tmp_path: Path) -> No
     for ema, expected in ((True, ema_straight.weights), (False, straight.model.state_dict())):
         network = load_checkpoint(saved, ema=ema).state_dict()
         assert all(torch.equal(network[k], v) for k, v in expected.items())
-    with pytest.raises(CheckpointError, match="callbacks=ema"):
+    with pytest.raises(CheckpointError, match=r"callbacks=\[default,ema\]"):
         load_checkpoint(_without_ema(raw, tmp_path), ema=True)
 
-    # testing a checkpoint evaluates the average stored in that file (not the callback's current one)
-    fresh = EMAWeights(momentum=MOMENTUM)
+    # testing a checkpoint evaluates the average stored in that file (not the callback's current one), also
+    # for the end hooks of callbacks listed after it (e.g. PredictionOverlays)
+    fresh, seen = EMAWeights(momentum=MOMENTUM), SeenAtTestEnd()
     tester = pl.Trainer(
         accelerator="cpu",
         devices=1,
         logger=False,
         enable_progress_bar=False,
         enable_checkpointing=False,
-        callbacks=[fresh],
+        callbacks=[fresh, seen],
     )
     module = ISNetModule(model_config=dict(TINY), num_classes=3)
     data = SyntheticDataModule(num_classes=3, image_size=32, num_val=2)
     tester.test(module, datamodule=data, ckpt_path=str(saved), verbose=False)
     assert all(torch.equal(fresh.weights[k], v) for k, v in ema_straight.weights.items())
+    assert all(torch.equal(seen.state[k], v) for k, v in ema_straight.weights.items())
     assert all(torch.equal(module.model.state_dict()[k], v) for k, v in straight.model.state_dict().items())
+
+
+class SeenAtTestEnd(pl.Callback):
+    def on_test_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.state = {k: v.clone() for k, v in module.model.state_dict().items()}
 
 
 def _without_ema(raw: dict, folder: Path) -> Path:
