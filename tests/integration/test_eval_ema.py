@@ -15,9 +15,9 @@ from tests.integration.conftest import tiny_config
 
 def test_eval_ema_true_evaluates_the_average(trained_run: Path, tmp_path: Path) -> None:
     raw = safe_torch_load(trained_run / "checkpoints" / "last.ckpt")
-    # an average that predicts class 0 everywhere, so that it cannot score like the trained weights
+    # an average that predicts class 1 everywhere, so that it cannot score like the trained weights
     average = {k[len("model.") :]: v.clone() for k, v in raw["state_dict"].items() if k.startswith("model.")}
-    average["head.decoder_stage2.1.bias"][0] += 1e4
+    average["head.decoder_stage2.1.bias"][1] += 1e4
     with_ema = tmp_path / "with_ema.ckpt"
     torch.save(
         {**raw, "callbacks": {"EMAWeights": {"momentum": 0.1, "updates": 2, "weights": average}}}, with_ema
