@@ -145,6 +145,10 @@ class _DeferredIterator:
             self._iterator = self._start()
         return next(self._iterator)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a started multi-process DataLoader iterator cannot be pickled (Lightning drops those too)
+        return {"_start": self._start, "_iterator": None}
+
 
 def seed_worker(worker_id: int) -> None:
     """Seed numpy, ``random`` and the dataset's transform in a DataLoader worker.
