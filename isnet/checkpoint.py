@@ -14,6 +14,7 @@ from typing import Any
 from isnet.errors import CheckpointError
 from isnet.models import ISNet
 from isnet.utils.io import atomic_torch_save, safe_torch_load
+from isnet.utils.state_dict import EMA_STATE_KEY
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -34,13 +35,22 @@ def save_checkpoint(
     return atomic_torch_save(payload, path, overwrite=overwrite)
 
 
-def load_checkpoint(path: str | os.PathLike) -> ISNet:
+def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> ISNet:
     """Load a checkpoint written by :func:`save_checkpoint` and return the model in eval mode.
 
     Also accepts a Lightning checkpoint of ``isnet`` training (``hyper_parameters`` + ``state_dict`` with a
-    ``model.`` prefix) and a released sssegmentation file.
+    ``model.`` prefix) and a released sssegmentation file. ``ema=True`` loads the exponential moving average
+    of a Lightning checkpoint trained with ``isnet.lit.EMAWeights`` instead of its trained weights (a
+    ``CheckpointError`` for any other file).
     """
     data = safe_torch_load(path)
+    if ema:
+        state = data.get("callbacks", {}).get(EMA_STATE_KEY) if isinstance(data, dict) else None
+        if not isinstance(state, dict) or not isinstance(state.get("weights"), dict):
+            raise CheckpointError(
+                f"{path}: ema=True needs a Lightning checkpoint trained with callbacks=[default,ema]"
+            )
+        data = {**data, "state_dict": {f"model.{key}": value for key, value in state["weights"].items()}}
     if isinstance(data, dict) and data.get("format") == "isnet":
         model = ISNet.from_config(data["config"])
         model.load_state_dict(data["state_dict"], strict=True)

@@ -91,7 +91,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     # a file, or one of the 12 model-zoo names (downloaded once into torch's hub cache)
     ckpt = str(isnet.hub.resolve_checkpoint(str(cfg.ckpt)))
-    network = isnet.load_checkpoint(ckpt)
+    network = isnet.load_checkpoint(ckpt, ema=bool(cfg.get("ema", False)))
     datamodule = hydra.utils.instantiate(cfg.data)
     check_compatible(network, cfg, datamodule, ckpt)
     module = build_module(
@@ -126,6 +126,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         **{k: scores[k] for k in ("mIoU", "aAcc", "IoU")},
         "checkpoint": str(Path(ckpt).resolve()),
+        "ema": bool(cfg.get("ema", False)),  # the checkpoint's weight average instead of its trained weights
         "experiment": cfg.get("experiment_name"),
         "dataset": getattr(datamodule, "name", None),
         "split": getattr(datamodule, "test_split", None),

@@ -13,6 +13,7 @@ from isnet.data.datamodule import (
     DistributedEvalSampler,
     FileSegDataModule,
     SegDataModule,
+    TrainSampler,
     seed_worker,
     seg_collate,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "LIPDataModule",
     "SegDataModule",
     "SyntheticDataModule",
+    "TrainSampler",
     "build_datamodule",
     "seed_worker",
     "seg_collate",

@@ -14,6 +14,7 @@ rank ``r`` gets ``r, r + W, r + 2W, ...`` (the unshuffled ``DistributedSampler``
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
@@ -25,13 +26,21 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from isnet.data.datasets.base import SegFileDataset, SegSample, build_lut, read_label
+from isnet.data.datasets.base import SegDataset, SegFileDataset, SegSample, build_lut, read_label
 from isnet.data.transforms import build_test_transforms, build_train_transforms
 from isnet.errors import ConfigError, DataError
 from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255, dataset_info
 from isnet.utils.pairs import as_pair
+from isnet.utils.seeds import derive_seed
 
-__all__ = ["DistributedEvalSampler", "FileSegDataModule", "SegDataModule", "seed_worker", "seg_collate"]
+__all__ = [
+    "DistributedEvalSampler",
+    "FileSegDataModule",
+    "SegDataModule",
+    "TrainSampler",
+    "seed_worker",
+    "seg_collate",
+]
 
 
 class DistributedEvalSampler(DistributedSampler):
@@ -77,6 +86,68 @@ class DistributedEvalSampler(DistributedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch  # the sampler protocol; the order never changes
+
+
+class TrainSampler(DistributedSampler):
+    """The train order of ``torch.utils.data.DistributedSampler`` (shuffled from ``seed + epoch``, the same on
+    every rank, padded to a multiple of the world size, rank ``r`` taking every ``num_replicas``-th index),
+    yielding ``(index, derive_seed(seed, epoch, index))``: each sample carries the seed of its augmentation.
+
+    The seed travels with the index to whichever DataLoader worker loads it, so a sample's augmentation depends
+    on ``(seed, epoch, index)`` only: not on the worker, the number of workers, the rank, nor on what the
+    worker loaded before. As a ``DistributedSampler`` it is kept by Lightning under DDP (no sampler is injected)
+    and told the epoch by ``set_epoch`` before each epoch's first batch (see :class:`DeferredDataLoader`).
+
+    Args:
+        dataset: Any sized dataset.
+        num_replicas, rank: World size and this process's rank.
+        seed: Seed of the order and of the per-sample seeds.
+        epoch: The epoch of the first iteration.
+        keys: Yield ``(index, seed)``; ``False`` yields bare indices (datasets that do not take keys).
+    """
+
+    def __init__(
+        self, dataset: Sized, num_replicas: int, rank: int, seed: int, epoch: int = 0, keys: bool = True
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.epoch = int(epoch)
+        self.keys = keys
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self.epoch  # the order's epoch; set_epoch during the iteration changes neither
+        for index in super().__iter__():
+            yield (index, derive_seed(self.seed, epoch, index)) if self.keys else index
+
+
+class DeferredDataLoader(DataLoader):
+    """A ``DataLoader`` whose iterator starts loading (and drawing indices from its sampler) at the first batch
+    rather than at ``iter()``.
+
+    Lightning creates the train iterator of a ``fit`` call's first epoch early, while it measures the schedule
+    length in ``configure_optimizers``: before it restores a resumed run's epoch and calls
+    ``sampler.set_epoch``. A multi-process iterator would prefetch the indices of epoch 0 at once; deferred,
+    the first indices are drawn after ``set_epoch``, as with in-process loading.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        return _DeferredIterator(super().__iter__)
+
+
+class _DeferredIterator:
+    def __init__(self, start: Any) -> None:
+        self._start, self._iterator = start, None
+
+    def __iter__(self) -> _DeferredIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a started multi-process DataLoader iterator cannot be pickled (Lightning drops those too)
+        return {"_start": self._start, "_iterator": None}
 
 
 def seed_worker(worker_id: int) -> None:
@@ -130,7 +201,8 @@ class SegDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers per rank.
         val_batch_size: Eval batch size per rank (1 as in the reference, images keep their own size).
         pin_memory: Pin host memory for faster host-to-device copies.
-        seed: Seed of the train shuffling and augmentation streams (offset by the rank).
+        seed: Seed of the train order and augmentation, with the run's seed (:meth:`train_seed`); a sample's
+            augmentation is a function of ``(train_seed, epoch, index)`` (:class:`TrainSampler`).
         scale: Train resize target (long, short) before the ratio jitter.
         ratio_range: Train resize ratio range, r ~ U[lo, hi).
         cat_max_ratio: Max share of one class in a train crop (crop retries, reference 0.75).
@@ -272,19 +344,18 @@ class SegDataModule(pl.LightningDataModule):
             self.setup(stage)
         dataset = getattr(self, attr)
         world_size, rank = self._world()
-        # Evaluation under DDP: each rank takes every world_size-th image, without padding (module docstring).
-        sampler = DistributedEvalSampler(dataset, world_size, rank) if world_size > 1 and not train else None
-        # Offsetting by the rank gives each rank its own augmentation stream.
+        if train:  # each sample with its augmentation seed (TrainSampler), the same order on every rank
+            keys = isinstance(dataset, SegDataset)
+            sampler = TrainSampler(dataset, world_size, rank, self.train_seed(), keys=keys)
+        elif world_size > 1:  # evaluation under DDP: every world_size-th image, no padding (module docstring)
+            sampler = DistributedEvalSampler(dataset, world_size, rank)
+        else:
+            sampler = None
+        # the workers' base seeds (numpy and `random` in seed_worker; a SegDataset's augmentation ignores them)
         generator = torch.Generator().manual_seed(self.seed + rank)
-        if train and self.num_workers == 0:
-            # Workers reseed themselves in `seed_worker`; in-process loading needs it done here.
-            reseed = getattr(dataset, "reseed", None)
-            if callable(reseed):
-                reseed(self.seed + rank)
-        return DataLoader(
+        return (DeferredDataLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size_per_device if train else self.val_batch_size,
-            shuffle=train,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
@@ -295,8 +366,14 @@ class SegDataModule(pl.LightningDataModule):
             collate_fn=seg_collate,
         )
 
+    def train_seed(self) -> int:
+        """Seed of the train order and augmentation: from ``seed`` and the run's seed (``PL_GLOBAL_SEED``, set by
+        ``seed_everything``; the seed Lightning gives the samplers it injects), 0 when unset."""
+        return derive_seed(self.seed, int(os.environ.get("PL_GLOBAL_SEED", 0)))
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled train loader with the per-device batch, dropping the last incomplete batch."""
+        """Shuffled train loader with the per-device batch, dropping the last incomplete batch; the sampler
+        (:class:`TrainSampler`) gives every sample its augmentation seed ``(train_seed, epoch, index)``."""
         return self._loader("train_dataset", "fit", train=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -1,4 +1,5 @@
-"""Training callbacks: exact resumption, metric history with curves, and prediction overlays."""
+"""Training callbacks: exact resumption, an exponential moving average of the weights, metric history with
+curves, and prediction overlays."""
 
 from __future__ import annotations
 
@@ -11,23 +12,31 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
+from torch import Tensor
 
-from isnet.errors import ConfigError
+from isnet.errors import CheckpointError, ConfigError
 from isnet.inference import run_inference
 from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
-from isnet.utils.io import write_json
+from isnet.utils.io import safe_torch_load, write_json
+from isnet.utils.seeds import derive_seed
+from isnet.utils.state_dict import EMA_STATE_KEY
 from isnet.viz import default_palette, denormalize, plot_curves, prediction_panel, save_image
 
-__all__ = ["EpochSeed", "MetricsHistory", "PredictionOverlays"]
+__all__ = ["EMAWeights", "EpochSeed", "MetricsHistory", "PredictionOverlays"]
 
 
 class EpochSeed(pl.Callback):
-    """Derive every random stream of an epoch from ``(seed, epoch, rank)`` at the start of the epoch.
+    """Derive the main process's random streams of an epoch from ``(seed, epoch, rank)`` at the start of the epoch.
 
     Lightning restores weights, optimizer, schedule and loop counters on resume, but not the global RNG nor a
-    ``RandomSampler``'s generator. Reseeding at every epoch start makes a run resumed from an epoch-end
-    checkpoint continue exactly as the uninterrupted run (bit-identical on CPU with ``num_workers=0``).
+    ``RandomSampler``'s generator. Reseeding torch, numpy and ``random`` (dropout, anything drawn in the
+    training step) at every epoch start makes a run resumed from an epoch-end checkpoint continue exactly as
+    the uninterrupted run. The data order and augmentation of the isnet DataModules do not depend on it: their
+    :class:`isnet.data.TrainSampler` gives every sample the seed of its augmentation, ``(seed, epoch, index)``,
+    whichever worker loads it. For other loaders with a ``RandomSampler`` it also reseeds the sampler's
+    generator (exact with ``num_workers=0``).
 
     Args:
         seed: Base seed; ``None`` reads ``PL_GLOBAL_SEED`` (set by ``seed_everything``), else 0.
@@ -39,7 +48,7 @@ class EpochSeed(pl.Callback):
     def epoch_seed(self, epoch: int, rank: int) -> int:
         """The 32-bit seed of ``epoch`` on ``rank``."""
         base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        return int(np.random.SeedSequence([base, epoch, rank]).generate_state(1)[0])
+        return derive_seed(base, epoch, rank)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         seed = self.epoch_seed(trainer.current_epoch, trainer.global_rank)
@@ -57,9 +66,146 @@ class EpochSeed(pl.Callback):
             generator = getattr(loader, "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(seed + 1)
-            reseed = getattr(getattr(loader, "dataset", None), "reseed", None)
-            if callable(reseed) and getattr(loader, "num_workers", 0) == 0:
-                reseed(seed)
+
+
+class EMAWeights(pl.Callback):
+    """Exponential moving average of the network's weights, evaluated in place of the trained weights.
+
+    The reference's ``ema_cfg`` (``ssseg/modules/models/segmentors/base/ema.py``): after every optimizer step,
+    every entry of the network's ``state_dict`` (parameters and BatchNorm running statistics) becomes
+    ``ema * (1 - momentum) + momentum * current``, starting from a copy of the weights at the start of
+    training. Integer entries (BatchNorm's ``num_batches_tracked``) are copied from the network instead: the
+    reference's formula truncates them back to about their initial value, and nothing in ISNet reads them (its
+    BatchNorms have a momentum).
+
+    Validation and ``trainer.test``/``validate`` run with the averaged weights: they are copied into
+    ``pl_module.model`` when evaluation starts (so the module's fast evaluation copy, built on the first batch,
+    is built from them) and the trained weights are copied back, bit for bit, when it ends (in ``fit``: at
+    ``on_validation_end``; in ``test``/``validate``: at ``teardown``, after every callback's end hooks, or on
+    an exception). The logged ``val/mIoU``, and with it the best checkpoint, therefore measure the averaged
+    weights. The average is saved in every checkpoint (``checkpoint["callbacks"]["EMAWeights"]``) and restored
+    on resume (the configured ``momentum`` applies from there); testing a checkpoint
+    (``trainer.test(ckpt_path=...)``) takes the average stored in that file. ``isnet.load_checkpoint(path,
+    ema=True)`` (``scripts/eval.py ema=true``) reads it too. It lives on the network's device.
+
+    Args:
+        momentum: Weight of the current weights in each update, in (0, 1]; the reference's example configs
+            use 0.0005.
+    """
+
+    def __init__(self, momentum: float = 0.0005) -> None:
+        ok = isinstance(momentum, int | float) and not isinstance(momentum, bool) and 0.0 < momentum <= 1.0
+        if not ok:
+            raise ConfigError(f"EMAWeights.momentum must be a number in (0, 1], got {momentum!r}")
+        self.momentum = float(momentum)
+        #: The averaged ``state_dict`` of ``pl_module.model`` (``None`` before training starts).
+        self.weights: dict[str, Tensor] | None = None
+        #: Number of updates applied so far.
+        self.updates = 0
+        self._last_step: int | None = None
+        self._trained: dict[str, Tensor] | None = None  # the trained weights while the average is swapped in
+
+    @property
+    def state_key(self) -> str:
+        return EMA_STATE_KEY
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        current = pl_module.model.state_dict()
+        if self.weights is None:  # a new run (or resuming a checkpoint written without this callback)
+            if trainer.ckpt_path:
+                rank_zero_warn(
+                    f"EMAWeights: {trainer.ckpt_path} holds no average; it starts from its weights"
+                )
+            self.weights = {key: value.detach().clone() for key, value in current.items()}
+        else:  # restored by load_state_dict
+            if list(self.weights) != list(current):
+                raise CheckpointError(
+                    "EMAWeights: the averaged weights do not match the network's state_dict keys"
+                )
+            self.weights = {key: value.to(current[key].device) for key, value in self.weights.items()}
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step != self._last_step:  # an optimizer step was taken (not so while accumulating)
+            self._last_step = trainer.global_step
+            self.update(pl_module.model)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """One update from ``model``'s current weights: ``ema * (1 - momentum) + momentum * current``."""
+        if self.weights is None:
+            self.weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        current = model.state_dict()
+        floats = [(self.weights[key], value) for key, value in current.items() if value.is_floating_point()]
+        if floats:
+            averages, values = (list(group) for group in zip(*floats, strict=True))
+            torch._foreach_mul_(averages, 1.0 - self.momentum)
+            torch._foreach_add_(averages, torch._foreach_mul(values, self.momentum))
+        for key, value in current.items():
+            if not value.is_floating_point():
+                self.weights[key].copy_(value)
+        self.updates += 1
+
+    # evaluation with the average
+    def _swap_in(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn != TrainerFn.FITTING and trainer.ckpt_path:
+            self._load_from_file(trainer.ckpt_path)  # test/validate a checkpoint: its own average
+        if self.weights is None:
+            rank_zero_warn(
+                "EMAWeights: no average exists yet (no training, no checkpoint); evaluating the weights"
+            )
+            return
+        state = pl_module.model.state_dict()
+        with torch.no_grad():
+            self._trained = {key: value.detach().clone() for key, value in state.items()}
+            for key, value in state.items():
+                value.copy_(self.weights[key])
+
+    def _swap_out(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._trained is None:
+            return
+        with torch.no_grad():
+            for key, value in pl_module.model.state_dict().items():
+                value.copy_(self._trained[key])
+        self._trained = None
+
+    on_validation_start = on_test_start = _swap_in
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # training continues with the trained weights
+            self._swap_out(trainer, pl_module)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # after every callback's on_test_end/on_validation_end (e.g. PredictionOverlays draws the average)
+        self._swap_out(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._swap_out(trainer, pl_module)
+
+    def _load_from_file(self, path: str) -> None:
+        state = safe_torch_load(path).get("callbacks", {}).get(self.state_key)
+        if state is None:
+            raise CheckpointError(
+                f"{path} holds no weight average (not trained with callbacks=[default,ema])"
+            )
+        self.load_state_dict(state)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._trained is not None:  # saved during evaluation: the checkpoint keeps the trained weights
+            checkpoint["state_dict"].update({f"model.{key}": value for key, value in self._trained.items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "updates": self.updates, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.updates = int(state_dict["updates"])
+        self.weights = None if state_dict["weights"] is None else dict(state_dict["weights"])
 
 
 class MetricsHistory(pl.Callback):

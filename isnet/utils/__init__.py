@@ -1,1 +1,2 @@
-"""Small helpers shared by the package: atomic writes and safe loading (``io``), int-or-pair settings (``pairs``)."""
+"""Small helpers shared by the package: atomic writes and safe loading (``io``), int-or-pair settings (``pairs``),
+state-dict checks (``state_dict``), seed derivation (``seeds``)."""

@@ -1,10 +1,15 @@
-"""Comparing a renamed state dict with a model's, shared by every strict weight loader."""
+"""Comparing a renamed state dict with a model's, shared by every strict weight loader; where a Lightning
+checkpoint keeps the weight average."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["mismatch_report", "plain_state_dict"]
+__all__ = ["EMA_STATE_KEY", "mismatch_report", "plain_state_dict"]
+
+#: Where a Lightning checkpoint keeps the state of ``isnet.lit.EMAWeights``: ``checkpoint["callbacks"][key]``,
+#: with the averaged network ``state_dict`` under ``"weights"``.
+EMA_STATE_KEY = "EMAWeights"
 
 
 def plain_state_dict(

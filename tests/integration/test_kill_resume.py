@@ -4,10 +4,11 @@ exactly the weights of an uninterrupted run of the same length.
 Both runs use ``scripts/train.py`` (the real CLI and configs) on synthetic data with augmentation and dropout,
 on the CPU, with ``trainer.deterministic=true``. The interrupted run is stopped at a known optimiser step in
 the middle of an epoch (a callback reports the step and waits; the test then sends SIGKILL), so
-``last.ckpt`` holds the end of the previous epoch. Resuming replays the interrupted epoch from its start;
-the per-epoch reseeding (``isnet.lit.EpochSeed``) makes that replay draw the same batches, augmentations and
-dropout masks. Limits: progress inside the interrupted epoch is lost (it is recomputed, not restored), and the
-equality is shown for in-process data loading (``data.num_workers=0``).
+``last.ckpt`` holds the end of the previous epoch. Resuming replays the interrupted epoch from its start:
+the train sampler (``isnet.data.TrainSampler``) gives the same batches with the same per-sample augmentation
+seeds ``(seed, epoch, index)``, whichever DataLoader worker loads them, and the per-epoch reseeding
+(``isnet.lit.EpochSeed``) the same dropout masks. Limit: progress inside the interrupted epoch is lost (it is
+recomputed, not restored). Shown for in-process loading and for 2 persistent worker processes.
 """
 
 from __future__ import annotations
@@ -108,15 +109,21 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     assert opt_a["param_groups"][0]["lr"] == opt_b["param_groups"][0]["lr"]
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    # In-process loading (num_workers=0). With worker processes the guarantee does not hold yet: persistent
-    # workers carry their augmentation random state across epochs, and a resumed run starts fresh ones
-    # (docs/guarantees.md, "Resuming training").
-    workers = 0
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    _train(_overrides(straight, workers))
-    reference = safe_torch_load(straight / "checkpoints" / "last.ckpt")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The final ``last.ckpt`` of an uninterrupted run with in-process loading."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    _train(_overrides(run_dir, workers=0))
+    return safe_torch_load(run_dir / "checkpoints" / "last.ckpt")
 
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
+    uninterrupted: dict, tmp_path: Path, workers: int
+) -> None:
+    # The reference run loads in-process; with 2 workers the interrupted run's persistent workers have loaded
+    # the first epoch while the resumed run starts fresh ones: the augmentation must depend on neither.
+    interrupted = tmp_path / "interrupted"
     flag = tmp_path / "stalled.txt"
     stall = [
         f"+callbacks.stall._target_={__name__}.StallAtStep",
@@ -130,7 +137,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> N
 
     _train(_overrides(interrupted, workers) + ["ckpt_path=last"])
     resumed = safe_torch_load(interrupted / "checkpoints" / "last.ckpt")
-    _assert_same_training_state(resumed, reference)
+    _assert_same_training_state(resumed, uninterrupted)
     assert "resumed" in (interrupted / "run.json").read_text()
 
 

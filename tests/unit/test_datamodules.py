@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
 
 from isnet.data import (
     DATAMODULES,
@@ -19,6 +19,7 @@ from isnet.data import (
     LIPDataModule,
     SegDataModule,
     SyntheticDataModule,
+    TrainSampler,
     build_datamodule,
     seg_collate,
 )
@@ -101,9 +102,9 @@ def test_global_batch_is_split_over_ranks():
     assert dm.batch_size_per_device == 2
     loader = dm.train_dataloader()
     assert loader.batch_size == 2 and loader.drop_last is True
-    assert isinstance(loader.sampler, RandomSampler)
-    # 20 samples / 2 per device = 10 steps on one rank (Lightning's DistributedSampler shrinks it further).
-    assert len(loader) == 10
+    assert isinstance(loader.sampler, TrainSampler)  # a DistributedSampler: Lightning keeps it under DDP
+    # 20 samples over 4 ranks = 5 per rank, 2 per device: 2 full steps on each rank.
+    assert len(loader) == 2
     val = dm.val_dataloader()
     assert val.batch_size == 1 and val.drop_last is False and isinstance(val.sampler, DistributedEvalSampler)
     assert list(val.sampler) == [1]  # 2 val images over 4 ranks: rank 1 gets image 1, no padding

@@ -209,11 +209,18 @@ class SegDataset(Dataset):
         if callable(getattr(self.transform, "set_random_seed", None)):
             self.transform.set_random_seed(seed)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``key``: an index, or ``(index, seed)`` as the train sampler yields
+        (:class:`isnet.data.TrainSampler`): the train transform is then seeded with ``seed`` first, so the
+        augmentation is a function of the key alone, whichever process or worker draws it. With a bare index
+        the transform continues its own random stream."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         image, mask = self.load(index)
         if self.transform is None:
             image = normalize(image, self.mean, self.std)
         elif self.train:
+            if seed is not None:
+                self.reseed(seed)
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         else:
