@@ -17,7 +17,6 @@ from isnet.hub import create_model, from_pretrained
 from isnet.lit import ISNetModule
 from isnet.meta import default_palette
 from isnet.models import ISNet, classifier_keys, load_transfer
-from tests.fixtures import write_folder
 from tests.helpers import reference_state_dict
 from tests.unit.conftest import FileServer
 
@@ -194,8 +193,25 @@ def test_init_from_is_loaded_by_the_caller_or_refused(tmp_path: Path) -> None:
     fit(module, steps=1)
 
 
+def test_write_folder_dataset(tmp_path: Path) -> None:
+    from isnet.data import FolderDataModule, write_folder_dataset
+
+    root = write_folder_dataset(tmp_path / "data", num_classes=4, num_train=3, num_val=2, image_size=[24, 40])
+    assert sorted(p.name for p in (root / "masks" / "val").iterdir()) == [
+        "synthetic_val_000000.png",
+        "synthetic_val_000001.png",
+    ]
+    datamodule = FolderDataModule(root, crop_size=[24, 40], batch_size=1, num_workers=0)
+    assert datamodule.class_names == ["background", "shape_1", "shape_2", "shape_3"]
+    datamodule.setup("fit")
+    assert (len(datamodule.train_dataset), len(datamodule.val_dataset)) == (3, 2)
+    assert tuple(datamodule.val_dataset[0]["mask"].shape) == (24, 40)
+    with pytest.raises(FileExistsError, match="not an empty folder"):  # nothing is overwritten
+        write_folder_dataset(root)
+
+
 def test_finetune_experiment_composes(tmp_path: Path) -> None:
-    root = write_folder(tmp_path / "data", classes=("a", "b", "c", "d"))
+    root = tmp_path / "data"  # composing does not read the folder
     overrides = ["experiment=finetune_folder", f"data.root={root}", "model.init_from=isnet_r50_d8_ade20k"]
     cfg = compose("train", overrides, output_dir=str(tmp_path / "run"))
     assert cfg.data._target_ == "isnet.data.FolderDataModule" and cfg.data.root == str(root)
