@@ -158,6 +158,7 @@ def test_freeze_backbone_trains_the_head_only() -> None:
     module = ISNetModule(model_config=dict(TINY), num_classes=3, lr=0.05, freeze_backbone=True)
     backbone = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
     head = {k: v.clone() for k, v in module.model.head.state_dict().items()}
+    module.train()  # as a training loop does: the backbone stays in eval mode
     fit(module, steps=2)
 
     assert not any(p.requires_grad for p in module.model.backbone.parameters())
