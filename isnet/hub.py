@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from isnet.convert import from_sssegmentation
 from isnet.errors import CheckpointError
 from isnet.meta.recipes import RECIPES, Recipe, recipe
-from isnet.models import ISNet
+from isnet.models import ISNet, load_transfer
 from isnet.models.pretrained import DownloadError, download_cached
 
 __all__ = [
@@ -105,30 +106,59 @@ def resolve_checkpoint(
     return download_checkpoint(str(ckpt), cache_dir, progress)
 
 
-def from_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> ISNet:
-    """A released ISNet, downloaded through torch's hub cache and loaded strictly.
+def from_pretrained(
+    name: str,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    *,
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+) -> ISNet:
+    """A released ISNet, downloaded through torch's hub cache and loaded strictly; or, for fine-tuning, the same
+    network with another number of classes and every tensor but the classifiers loaded.
 
     Args:
         name: one of the 12 model-zoo names (:func:`list_pretrained`).
         cache_dir: folder for the file; default ``torch.hub.get_dir()/checkpoints``.
         progress: show a download progress bar on stderr.
+        num_classes: number of classes K of the returned network (default: the recipe's, or ``len(class_names)``).
+            When it differs from the recipe's, the three classifiers (stage 1, stage 2, auxiliary) keep their
+            fresh initialisation and everything else loads strictly (:func:`isnet.models.load_transfer`).
+        class_names: K class names (default: the dataset's for the recipe's K, else ``class_0 ...``).
+        palette: K RGB triples (default: the dataset's for the recipe's K, else
+            :func:`isnet.meta.default_palette`).
 
     Returns:
-        The model in eval mode, with its dataset's ``class_names`` and ``palette`` and ``meta["recipe"]`` =
-        the experiment name (:func:`isnet.meta.recipe` gives its settings and published mIoU).
+        The model in eval mode, with its ``class_names`` and ``palette`` and ``meta["recipe"]`` = the experiment
+        name (:func:`isnet.meta.recipe` gives its settings and published mIoU). With ``num_classes``,
+        ``class_names`` or ``palette`` given, ``meta["init_from"]`` holds the load report
+        (:meth:`isnet.models.TransferReport.summary`: the re-initialised keys), also logged at INFO level.
 
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name, or class names/palette whose length is not K.
         DownloadError: the download failed (the message says where to put a file downloaded by hand).
         CheckpointError: the file does not hold that released model or is unreadable (delete it to download it
             again).
     """
+    entry = resolve_entry(name)
+    if num_classes is None and class_names is not None:
+        num_classes = len(class_names)
+    # build the target first: a wrong class count or name list fails before any download
+    given = dict(num_classes=num_classes, class_names=class_names, palette=palette)
+    custom = {k: v for k, v in given.items() if v is not None}
+    target = create_model(entry.experiment, **custom) if custom else None
     # saved as <release name>.pth, so from_sssegmentation recognises the recipe
     path = download_checkpoint(name, cache_dir, progress)
     try:
-        return from_sssegmentation(path)
+        released = from_sssegmentation(path)
     except CheckpointError as err:  # a truncated or wrong cached file: say how to get a fresh copy
         raise type(err)(f"{err}\nDelete {path} to download it again.") from err
+    if target is None:
+        return released
+    report = load_transfer(target, released.state_dict(), source=entry.experiment)
+    target.meta["init_from"] = report.summary()
+    return target.eval()
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> ISNet:
@@ -137,8 +167,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> ISNet:
     Args:
         name: a recipe name (:func:`list_models`, or its released file name): that recipe's network with its
             dataset's class names and palette; otherwise a backbone name for ``ISNet(name, **kwargs)``.
-        pretrained: recipe: the released weights (:func:`from_pretrained`, ``kwargs`` may give ``cache_dir`` and
-            ``progress``); backbone: ImageNet weights for the backbone.
+        pretrained: recipe: the released weights (:func:`from_pretrained`, ``kwargs`` may give ``cache_dir``,
+            ``progress``, and ``num_classes``, ``class_names``, ``palette`` for fine-tuning); backbone: ImageNet
+            weights for the backbone.
         **kwargs: ``ISNet`` arguments overriding the recipe's (a different ``num_classes`` drops the dataset's
             class names and palette, e.g. for fine-tuning).
     """

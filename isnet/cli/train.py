@@ -25,7 +25,7 @@ from isnet.cli import CONFIG_DIR, one_line_errors
 from isnet.cli.utils import (
     RUN_MARKER,
     SafeCheckpointIO,
-    build_module,
+    build_training_module,
     claim_run_dir,
     instantiate_group,
     is_child_process,
@@ -71,7 +71,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
 
     datamodule = hydra.utils.instantiate(cfg.data)
-    model = build_module(cfg.model, datamodule)
+    model = build_training_module(cfg.model, datamodule, ckpt_path)
     callbacks, loggers = instantiate_group(cfg, "callbacks"), instantiate_group(cfg, "logger")
     plugins = [SafeCheckpointIO()]
     trainer: pl.Trainer = hydra.utils.instantiate(

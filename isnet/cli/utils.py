@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -17,7 +18,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins import TorchCheckpointIO
 
+from isnet.checkpoint import load_checkpoint
 from isnet.errors import ConfigError
+from isnet.hub import resolve_checkpoint
 from isnet.utils.io import atomic_write, safe_torch_load, write_json
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "RunFolderError",
     "SafeCheckpointIO",
     "build_module",
+    "build_training_module",
     "claim_run_dir",
     "instantiate_group",
     "is_child_process",
@@ -35,6 +39,11 @@ __all__ = [
 
 #: File that marks a folder as holding a run (written when the run starts).
 RUN_MARKER = "run.json"
+#: ISNet arguments that a network fine-tuned from ``model.init_from`` takes from its source (its tensors fix them;
+#: ``num_classes`` comes from the data, ``dropout`` from the config)
+INHERITED_ARCHITECTURE = ("backbone", "feats_channels", "transform_channels", "shortcut", "act", "aux")
+
+log = logging.getLogger(__name__)
 
 
 class RunFolderError(FileExistsError):
@@ -82,6 +91,37 @@ def build_module(model_cfg: DictConfig, datamodule: Any, **overrides: Any) -> An
         flip_pairs=[list(p) for p in getattr(datamodule, "flip_pairs", [])],
     )
     return hydra.utils.instantiate(model_cfg, **{**kwargs, **overrides}, _convert_="all")
+
+
+def build_training_module(model_cfg: DictConfig, datamodule: Any, ckpt_path: str | None = None) -> Any:
+    """:func:`build_module` for training, applying ``model.init_from`` when it is set.
+
+    The network takes its architecture (:data:`INHERITED_ARCHITECTURE`) from the ``init_from`` source and every
+    tensor but the classifiers, which are re-initialised when the data has another number of classes
+    (:meth:`isnet.lit.ISNetModule.load_initial_weights`). When resuming (``ckpt_path``), the source is not read:
+    the architecture comes from the checkpoint's hyper-parameters, and Lightning restores its weights.
+    """
+    init_from = OmegaConf.select(model_cfg, "init_from", throw_on_missing=True)  # `???`: a one-line error
+    if not init_from:
+        return build_module(model_cfg, datamodule)
+    source = None
+    if ckpt_path:
+        network = safe_torch_load(ckpt_path).get("hyper_parameters", {}).get("model_config") or {}
+    else:
+        source = load_checkpoint(resolve_checkpoint(str(init_from)))
+        network = source.architecture
+    config = OmegaConf.to_container(model_cfg.model_config, resolve=True)
+    inherited = {k: network[k] for k in INHERITED_ARCHITECTURE if k in network}
+    if changed := [
+        f"{k}={v!r} (config: {config.get(k)!r})" for k, v in inherited.items() if config.get(k) != v
+    ]:
+        log.info("model.init_from=%s: the network is the source's: %s", init_from, ", ".join(changed))
+    # the weights come from init_from: no backbone ImageNet download
+    model_config = {**config, **inherited, "pretrained": False}
+    module = build_module(model_cfg, datamodule, model_config=model_config)
+    if source is not None:
+        module.load_initial_weights(source.state_dict())
+    return module
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:

@@ -22,7 +22,7 @@ from isnet.data.datasets.cityscapes import CityscapesDataModule
 from isnet.data.datasets.cocostuff10k import COCOStuff10kDataModule
 from isnet.data.datasets.folder import FolderDataModule
 from isnet.data.datasets.lip import LIPDataModule
-from isnet.data.datasets.synthetic import SyntheticDataModule
+from isnet.data.datasets.synthetic import SyntheticDataModule, write_folder_dataset
 
 __all__ = [
     "ADE20kDataModule",
@@ -39,6 +39,7 @@ __all__ = [
     "build_datamodule",
     "seed_worker",
     "seg_collate",
+    "write_folder_dataset",
 ]
 
 _ON_DISK = (ADE20kDataModule, CityscapesDataModule, COCOStuff10kDataModule, FolderDataModule, LIPDataModule)

@@ -35,7 +35,7 @@ from isnet.lit.optim import build_optimizer, check_param_rules, optimizer_spec, 
 from isnet.lit.schedule import PolyLR
 from isnet.lit.specs import check_number
 from isnet.metrics import SegmentationIoU
-from isnet.models import ISNet
+from isnet.models import ISNet, TransferReport, load_transfer
 
 __all__ = ["ISNetModule", "newest_checkpoint"]
 
@@ -98,6 +98,12 @@ class ISNetModule(pl.LightningModule):
         experiment: Name of the recipe (stored with the checkpoint for reference).
         compile: ``torch.compile`` the training forward and the evaluation copy (``True`` or a dict of
             ``torch.compile`` arguments). Off by default: compiling takes minutes for the zoo backbones.
+        init_from: Weights to start from (a model-zoo name, an isnet checkpoint, a Lightning ``.ckpt`` or a
+            released sssegmentation ``.pth``), recorded here and loaded by the caller through
+            :meth:`load_initial_weights` (``scripts/train.py`` does, unless it resumes a run); nothing is read
+            here, so ``load_from_checkpoint`` never reads it again. Fitting with it unloaded is an error.
+        freeze_backbone: Train the head only: the backbone's parameters get no gradient and its BatchNorm layers
+            stay in eval mode (running statistics unchanged).
     """
 
     def __init__(
@@ -120,6 +126,8 @@ class ISNetModule(pl.LightningModule):
         flip_pairs: Sequence[Sequence[int]] | None = None,
         experiment: str | None = None,
         compile: bool | dict[str, Any] = False,
+        init_from: str | None = None,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -144,6 +152,10 @@ class ISNetModule(pl.LightningModule):
             raise ConfigError(f"loss_weights has unknown terms {unknown}; allowed: {list(_LOSS_WEIGHTS)}")
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+        if not (init_from is None or (isinstance(init_from, str) and init_from)):
+            raise ConfigError(f"init_from must be a checkpoint file or model-zoo name, got {init_from!r}")
+        if not isinstance(freeze_backbone, bool):
+            raise ConfigError(f"freeze_backbone must be true or false, got {freeze_backbone!r}")
         # Rebinding the arguments before save_hyperparameters() stores the resolved values: the full ISNet
         # config (with num_classes) lets isnet.load_checkpoint rebuild the network from hparams alone.
         model_config = {**model_config, "num_classes": num_classes}
@@ -157,6 +169,10 @@ class ISNetModule(pl.LightningModule):
         self.save_hyperparameters()
 
         self.model = ISNet.from_config(model_config)
+        if freeze_backbone:
+            self.model.backbone.requires_grad_(False).eval()  # train() keeps it in eval mode
+        #: whether the weights came from init_from or a checkpoint (checked by on_fit_start)
+        self.weights_loaded = False
         if param_rules is not None:
             param_groups(self.model, optimizer, param_rules)  # a prefix that matches no parameter fails here
         self.criterion = build_criterion(loss, ignore_index, loss_weights)
@@ -184,6 +200,32 @@ class ISNetModule(pl.LightningModule):
                 self.__dict__["_compiled_train"] = torch.compile(self.model, **self.compile_options)
             return self._compiled_train(images)
         return self.model(images)
+
+    def load_initial_weights(self, state: dict[str, Tensor]) -> TransferReport:
+        """Load the weights of ``init_from`` (a state dict in ISNet keys, read by the caller) into the network:
+        every tensor strictly, except the classifiers, which keep their initialisation when the number of classes
+        differs (:func:`isnet.models.load_transfer`; the report is logged and returned)."""
+        report = load_transfer(self.model, state, source=str(self.hparams.init_from or "state dict"))
+        self.weights_loaded = True
+        return report
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # resumed or load_from_checkpoint: the checkpoint's weights win over init_from
+        self.weights_loaded = True
+
+    def on_fit_start(self) -> None:
+        init_from = self.hparams.get("init_from")
+        if init_from and not self.weights_loaded and not self.trainer.ckpt_path:
+            raise ConfigError(
+                f"init_from={init_from!r} was not loaded: read it and call load_initial_weights() before fitting "
+                "(isnet.cli.utils.build_training_module does, as scripts/train.py)"
+            )
+
+    def train(self, mode: bool = True) -> ISNetModule:
+        super().train(mode)
+        if self.hparams.get("freeze_backbone"):
+            self.model.backbone.eval()  # frozen BatchNorm statistics, also after each validation
+        return self
 
     def on_train_start(self) -> None:
         # Sanity-check batches must not leak into the first validation result. The best mIoU is kept: it is
@@ -220,7 +262,7 @@ class ISNetModule(pl.LightningModule):
         """The optimiser (default: SGD over one parameter group) + poly LR stepped every optimizer step."""
         hp = self.hparams
         # ssseg/modules/models/optimizers: SGD(model.parameters(), lr, momentum, weight_decay), params_rules={}
-        optimizer = build_optimizer(self.model, hp.optimizer, hp.param_rules)
+        optimizer = build_optimizer(self.model, hp.optimizer, hp.param_rules)  # trainable parameters only
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
             raise ConfigError(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 from torch.utils.data import Dataset
 
 from isnet.data.datamodule import SegDataModule
@@ -23,7 +25,13 @@ from isnet.errors import ConfigError
 from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.utils.pairs import as_pair
 
-__all__ = ["SyntheticSegDataset", "SyntheticDataModule", "synthetic_class_colours"]
+__all__ = [
+    "SyntheticDataModule",
+    "SyntheticSegDataset",
+    "synthetic_class_colours",
+    "synthetic_class_names",
+    "write_folder_dataset",
+]
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 _N_PATTERNS = 5
@@ -38,6 +46,11 @@ def synthetic_class_colours(num_classes: int) -> np.ndarray:
         value = 0.85 if k % 2 else 0.6
         colours[k] = np.array(colorsys.hsv_to_rgb(hue, 0.75, value), dtype=np.float32) * 255.0
     return colours
+
+
+def synthetic_class_names(num_classes: int) -> list[str]:
+    """``background`` (class 0) and ``shape_1 ... shape_{K-1}``."""
+    return ["background"] + [f"shape_{k}" for k in range(1, num_classes)]
 
 
 def _pattern(
@@ -192,7 +205,7 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
         self.augment = bool(augment)
         self.boundary_ignore = int(boundary_ignore)
         self.noise_std = float(noise_std)
-        self.class_names = ["background"] + [f"shape_{k}" for k in range(1, num_classes)]
+        self.class_names = synthetic_class_names(num_classes)
         self.palette = [tuple(int(c) for c in row) for row in synthetic_class_colours(num_classes)]
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
@@ -210,3 +223,39 @@ class SyntheticDataModule(SegDataModule, dataset="synthetic"):
             mean=self.mean,
             std=self.std,
         )
+
+
+def write_folder_dataset(
+    root: str | Path,
+    num_classes: int = 3,
+    num_train: int = 64,
+    num_val: int = 16,
+    image_size: int | Sequence[int] = 64,
+    seed: int = 1,
+) -> Path:
+    """Write synthetic scenes as a ``folder`` dataset (``data=folder``): ``images/{train,val}/*.png``,
+    ``masks/{train,val}/*.png`` and ``classes.yaml``, e.g. to try fine-tuning without data of one's own.
+
+    Refuses a ``root`` that exists and is not empty. Returns ``root``.
+    """
+    root = Path(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise FileExistsError(f"{root} exists and is not an empty folder; choose a new one")
+    size = as_pair(image_size, "image_size")
+    for split, length in (("train", num_train), ("val", num_val)):
+        dataset = SyntheticSegDataset(num_classes, size, length, split=split, seed=seed)
+        for folder in ("images", "masks"):
+            (root / folder / split).mkdir(parents=True, exist_ok=True)
+        for index in range(length):
+            image, label = dataset.load(index)
+            stem = dataset.sample_name(index)
+            cv2.imwrite(str(root / "images" / split / f"{stem}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(root / "masks" / split / f"{stem}.png"), label)
+    palette = [[int(c) for c in row] for row in synthetic_class_colours(num_classes)]
+    classes = {
+        "classes": synthetic_class_names(num_classes),
+        "palette": palette,
+        "ignore_index": IGNORE_INDEX,
+    }
+    (root / "classes.yaml").write_text(yaml.safe_dump(classes, sort_keys=False, default_flow_style=None))
+    return root
