@@ -217,7 +217,7 @@ def test_finetune_experiment_composes(tmp_path: Path) -> None:
     cfg = compose("train", overrides, output_dir=str(tmp_path / "run"))
     assert cfg.data._target_ == "isnet.data.FolderDataModule" and cfg.data.root == str(root)
     assert cfg.model.init_from == "isnet_r50_d8_ade20k" and cfg.model.freeze_backbone is False
-    assert cfg.trainer.max_epochs == cfg.schedule.epochs == 20 and cfg.model.lr == 0.001
+    assert cfg.trainer.max_epochs == cfg.schedule.epochs == 20 and cfg.model.optimizer.lr == 0.001
     with pytest.raises(InterpolationToMissingValueError, match="Missing mandatory value: init_from"):
         OmegaConf.select(
             compose("train", ["experiment=finetune_folder"]).model, "init_from", throw_on_missing=True
