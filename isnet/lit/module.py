@@ -91,6 +91,8 @@ class ISNetModule(pl.LightningModule):
         experiment: Name of the recipe (stored with the checkpoint for reference).
         compile: ``torch.compile`` the training forward and the evaluation copy (``True`` or a dict of
             ``torch.compile`` arguments). Off by default: compiling takes minutes for the zoo backbones.
+        grad_checkpointing: recompute activations in backward instead of keeping them
+            (:meth:`isnet.models.ISNet.set_grad_checkpointing`): less memory, one more forward, same results.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class ISNetModule(pl.LightningModule):
         flip_pairs: Sequence[Sequence[int]] | None = None,
         experiment: str | None = None,
         compile: bool | dict[str, Any] = False,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -142,7 +145,7 @@ class ISNetModule(pl.LightningModule):
         self.compile_options = compile_options(compile)
         self.save_hyperparameters()
 
-        self.model = ISNet.from_config(model_config)
+        self.model = ISNet.from_config(model_config).set_grad_checkpointing(grad_checkpointing)
         self.criterion = ISNetLoss(ignore_index, **{f"{k}_weight": w for k, w in loss_weights.items()})
         self.inference_config = val_config
         self.test_inference_config = test_config or val_config
