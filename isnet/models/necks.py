@@ -63,7 +63,10 @@ class ViTFeaturePyramid(nn.Module):
             {str(i): _resample(dim, channels[i], patch // strides[i]) for i in sorted(set(levels))}
         )
         self.feature_info = FeatureInfo(
-            [dict(num_chs=c, reduction=s, module=f"levels.{i}") for i, (c, s) in enumerate(zip(channels, strides, strict=True))],
+            [
+                dict(num_chs=c, reduction=s, module=f"levels.{i}")
+                for i, (c, s) in enumerate(zip(channels, strides, strict=True))
+            ],
             out_indices=tuple(range(len(strides))),
         )
 

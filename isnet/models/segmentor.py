@@ -17,9 +17,9 @@ from isnet.meta import default_palette
 from isnet.models.backbones import build_backbone
 from isnet.models.checkpointing import checkpoint_module, checkpointed_features
 from isnet.models.heads import ISNetHead, build_auxiliary_decoder
-from isnet.models.necks import ViTFeaturePyramid
 from isnet.models.layers.conv import ACTIVATIONS
 from isnet.models.layers.resize import resize_bilinear
+from isnet.models.necks import ViTFeaturePyramid
 
 __all__ = ["ISNet", "check_images"]
 

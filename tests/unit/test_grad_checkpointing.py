@@ -30,7 +30,9 @@ def _pair(backbone: str, **kwargs) -> tuple[ISNet, ISNet, torch.Tensor, torch.Te
     return plain, checkpointed, images, labels
 
 
-@pytest.mark.parametrize(("backbone", "shortcut"), [("resnet18d", False), ("resnet18d", True), ("vit_tiny_patch16_224", False)])
+@pytest.mark.parametrize(
+    ("backbone", "shortcut"), [("resnet18d", False), ("resnet18d", True), ("vit_tiny_patch16_224", False)]
+)
 def test_gradients_and_batchnorm_statistics_equal_the_plain_run(backbone: str, shortcut: bool) -> None:
     plain, checkpointed, images, labels = _pair(backbone, shortcut=shortcut)
     expected, got = _train_step(plain, images, labels), _train_step(checkpointed, images, labels)
@@ -81,7 +83,9 @@ def test_inference_and_the_module_flag() -> None:
     plain, checkpointed, images, _ = _pair("resnet18d")
     with torch.no_grad():  # eval: nothing to recompute, same logits
         torch.testing.assert_close(checkpointed.eval()(images), plain.eval()(images), rtol=0, atol=0)
-        torch.testing.assert_close(optimize_for_inference(checkpointed)(images), plain(images), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            optimize_for_inference(checkpointed)(images), plain(images), rtol=1e-4, atol=1e-4
+        )
     config = {k: v for k, v in TINY.items() if k != "num_classes"} | {"backbone": "resnet18d"}
     module = ISNetModule(config, num_classes=5, grad_checkpointing=True)
     assert module.model.grad_checkpointing and module.model.head.grad_checkpointing
