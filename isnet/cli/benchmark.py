@@ -278,6 +278,29 @@ def bench_data(repeats: int) -> dict[str, float]:
     return result
 
 
+def saved_for_backward_mb(
+    backbone: str, size: tuple[int, int], batch: int, checkpointing: bool
+) -> dict[str, float]:
+    """MB of tensors autograd keeps for backward after one training forward (network and loss), counted exactly
+    with ``saved_tensors_hooks`` (a tensor saved twice counts twice), and the network's share of it."""
+    from isnet import ISNet, ISNetLoss
+
+    torch.manual_seed(0)
+    model = ISNet(backbone, num_classes=150).train().set_grad_checkpointing(checkpointing)
+    images, labels = torch.randn(batch, 3, *size), torch.randint(0, 150, (batch, *size))
+    saved: list[int] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        outputs = model(images)
+        network = sum(saved)
+        ISNetLoss()(outputs, labels)
+    return {"network": network / 2**20, "network_and_loss": sum(saved) / 2**20}
+
+
 def checkpointing_ratios(plain: dict[str, Any], checkpointed: dict[str, Any]) -> dict[str, float]:
     """Checkpointed / plain: median step time, peak RSS of the worker, and the step's own memory (peak minus the
     RSS after set-up: activations, gradients, optimizer state); on CUDA also ``max_memory_allocated``."""
@@ -395,9 +418,19 @@ def to_markdown(report: dict[str, Any]) -> str:
                 if "peak_allocated" in r
                 else ""
             )
+            kept = case.get("saved_for_backward_mb", {})
+            kept = (
+                (
+                    f"; kept for backward after the forward: network {kept['ours']['network']:.0f} -> "
+                    f"{kept['ours_checkpointed']['network']:.0f} MB, with the loss "
+                    f"{kept['ours']['network_and_loss']:.0f} -> {kept['ours_checkpointed']['network_and_loss']:.0f} MB"
+                )
+                if kept
+                else ""
+            )
             lines += ["", f"Gradient checkpointing ({' '.join(case['args'])}): median step time x{r['time_median']:.2f}, "
                       f"peak RSS {plain['peak_rss_mb']:.0f} -> {ckpt['peak_rss_mb']:.0f} MB (x{r['peak_rss']:.2f})"
-                      f"{step}{cuda}."]  # fmt: skip
+                      f"{step}{cuda}{kept}."]  # fmt: skip
     if "data_images_per_s_per_worker" in report:
         rates = ", ".join(f"{k} {v:.1f}" for k, v in report["data_images_per_s_per_worker"].items())
         lines += ["", f"Train data pipeline, images/s in one process: {rates}."]
@@ -468,6 +501,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra = ["--batch", "2", "--device", args.device, *model_args]
         case = add("train_step_checkpointing", "train", train_size, extra, variants)
         case["checkpointed_vs_plain"] = checkpointing_ratios(case["ours"], case["ours_checkpointed"])
+        case["saved_for_backward_mb"] = {
+            label: saved_for_backward_mb(backbone, train_size, 2, checkpointing=label != "ours")
+            for label in variants
+        }
     if "compile" in cases:  # the warm-up iteration compiles; the timed ones reuse the compiled code
         variants = {"ours": [], "ours_compiled": ["--compile"]}
         add("infer_compiled", "infer", infer_size, ["--batch", "1", *model_args], variants)
