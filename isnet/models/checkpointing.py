@@ -53,6 +53,10 @@ def checkpoint_module(module: nn.Module, *args: Any) -> Any:
     def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
         return contextlib.nullcontext(), _batchnorm_statistics_kept(module)  # (first run, recomputation)
 
+    if torch.compiler.is_compiling():
+        # torch.compile traces the block once and recomputes in its backward graph; BatchNorm's buffer updates
+        # stay in the forward graph, so they happen once (and dynamo accepts no custom context_fn)
+        return checkpoint(module, *args, use_reentrant=False, preserve_rng_state=True)
     return checkpoint(module, *args, use_reentrant=False, preserve_rng_state=True, context_fn=contexts)
 
 

@@ -91,3 +91,17 @@ def test_inference_and_the_module_flag() -> None:
     assert module.model.grad_checkpointing and module.model.head.grad_checkpointing
     assert module.hparams.grad_checkpointing is True
     assert not ISNetModule(config, num_classes=5).model.grad_checkpointing
+
+
+@pytest.mark.slow
+def test_checkpointing_under_torch_compile() -> None:
+    """``model.compile=true`` with checkpointing: dynamo traces the checkpointed blocks (no custom context there)
+    and updates BatchNorm's statistics once, in the forward graph."""
+    plain, checkpointed, images, labels = _pair("resnet18d", dropout=0.0)
+    expected = _train_step(plain, images, labels)
+    _train_step(torch.compile(checkpointed, backend="aot_eager"), images, labels)
+    got = {name: p.grad for name, p in checkpointed.named_parameters()}
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, rtol=0, atol=1e-6, msg=name)
+    for (name, buffer), other in zip(plain.named_buffers(), checkpointed.buffers(), strict=True):
+        torch.testing.assert_close(other, buffer, rtol=0, atol=1e-6, msg=name)
