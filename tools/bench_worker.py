@@ -2,8 +2,9 @@
 
 Runs standalone (``python bench_worker.py ...``) so the reference implementation can be timed with its own
 interpreter without importing ``isnet``; a phase per process makes peak RSS (``VmHWM``) that phase's own.
-Protocol: after set-up it prints ``{"ready": ...}``; each ``run`` line runs one iteration and prints
-``{"time_s": t}``; ``quit`` prints ``{"peak_rss_mb": ...}`` and exits.
+Protocol: after set-up it prints ``{"ready": ..., "rss_mb": RSS after set-up}``; each ``run`` line runs one
+iteration and prints ``{"time_s": t}``; ``quit`` prints ``{"peak_rss_mb": ...}`` (on CUDA also
+``peak_allocated_mb``, ``torch.cuda.max_memory_allocated`` over the iterations) and exits.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def _step_fn(args: argparse.Namespace):
         else:
             model = ISNet(args.backbone, num_classes=args.num_classes).eval()
             num_classes = args.num_classes
+        if args.grad_checkpointing:
+            model.set_grad_checkpointing(True)  # recompute activations in backward (train phase)
         if args.phase == "infer" and not args.plain:  # the explicit fast copy; the warm-up call compiles
             from isnet.accel import optimize_for_inference
 
@@ -85,6 +88,8 @@ def _step_fn(args: argparse.Namespace):
 
         return run
     x = torch.randn(batch, 3, *size, generator=gen)
+    if args.phase == "train" and args.device != "cpu":
+        model, x = model.to(args.device), x.to(args.device)
     if args.phase == "infer":
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
 
@@ -97,7 +102,7 @@ def _step_fn(args: argparse.Namespace):
 
         model.eval()
         return run
-    target = torch.randint(0, num_classes, (batch, *size), generator=gen)
+    target = torch.randint(0, num_classes, (batch, *size), generator=gen).to(x.device)
     model.train()
     if args.impl != "reference" and args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -117,17 +122,22 @@ def _step_fn(args: argparse.Namespace):
     return run
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS. Linux's ``VmHWM`` belongs to the process's own address space; ``ru_maxrss``
-    is carried across ``execve`` and so would include the launching benchmark process's peak."""
+def _status_mb(field: str) -> float | None:
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux's ``VmHWM`` belongs to the process's own address space; ``ru_maxrss``
+    is carried across ``execve`` and so would include the launching benchmark process's peak."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,22 +160,37 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="ours: torch.compile (the inference copy, or the training forward)",
     )
+    parser.add_argument(
+        "--grad-checkpointing", action="store_true", help="ours: ISNet.set_grad_checkpointing(True)"
+    )
+    parser.add_argument("--device", default="cpu", help="train phase: the device to train on (e.g. cuda)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     run = _step_fn(args)
-    print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    ready = {"ready": True, "threads": torch.get_num_threads(), "rss_mb": _status_mb("VmRSS")}
+    if cuda:
+        ready["allocated_mb"] = torch.cuda.memory_allocated() / 2**20
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "run":
             start = time.perf_counter()
             run()
+            if cuda:
+                torch.cuda.synchronize()
             print(json.dumps({"time_s": time.perf_counter() - start}), flush=True)
         elif command == "quit":
             break
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+    final = {"peak_rss_mb": peak_rss_mb()}
+    if cuda:
+        final["peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(final), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ is that case's own; the parent alternates single iterations between the implemen
 reference is built with its own random weights and ours loads exactly those weights. In-process extras: the
 fp32 matmul peak of this machine, model FLOPs (``torch.utils.flop_counter``) and the achieved fraction of that
 peak, the SLC class-centre step vectorised vs the reference's loop, bf16 vs fp32 argmax agreement, and the train
-data pipeline's images/s per worker.
+data pipeline's images/s per worker. The ``checkpointing`` case trains with and without
+``ISNet.set_grad_checkpointing`` and reports the ratios of peak memory and time.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [python, str(WORKER), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
-        self._read()  # {"ready": true}
+        self.ready = self._read()  # {"ready": true, "rss_mb": RSS after set-up, ...}
         self.times: list[float] = []
 
     def _read(self) -> dict[str, Any]:
@@ -121,12 +122,13 @@ class Worker:
         self.proc.stdin.flush()
         return self._read()["time_s"]
 
-    def close(self) -> float:
+    def close(self) -> dict[str, float]:
+        """Stop the worker; returns its ``{"peak_rss_mb", ["peak_allocated_mb"]}``."""
         self.proc.stdin.write("quit\n")
         self.proc.stdin.flush()
-        rss = self._read()["peak_rss_mb"]
+        final = self._read()
         self.proc.wait()
-        return rss
+        return final
 
 
 def run_case(name: str, common: list[str], variants: dict[str, list[str]], args: argparse.Namespace) -> dict:
@@ -157,10 +159,17 @@ def run_case(name: str, common: list[str], variants: dict[str, list[str]], args:
                 for worker in workers.values():
                     worker.times.append(worker.run())
         finally:
-            rss = {label: w.close() for label, w in workers.items() if w.proc.poll() is None}
+            final = {label: w.close() for label, w in workers.items() if w.proc.poll() is None}
     result: dict[str, Any] = {"case": name, "args": common}
     for label, worker in workers.items():
-        result[label] = _summary(worker.times) | {"peak_rss_mb": rss.get(label)}
+        memory = {
+            "peak_rss_mb": final.get(label, {}).get("peak_rss_mb"),
+            "setup_rss_mb": worker.ready.get("rss_mb"),
+        }
+        if "peak_allocated_mb" in final.get(label, {}):
+            memory |= {"peak_allocated_mb": final[label]["peak_allocated_mb"],
+                       "setup_allocated_mb": worker.ready.get("allocated_mb")}  # fmt: skip
+        result[label] = _summary(worker.times) | memory
     if "reference" in workers:
         ref = result["reference"]
         for label in workers:
@@ -269,6 +278,44 @@ def bench_data(repeats: int) -> dict[str, float]:
     return result
 
 
+def saved_for_backward_mb(
+    backbone: str, size: tuple[int, int], batch: int, checkpointing: bool
+) -> dict[str, float]:
+    """MB of tensors autograd keeps for backward after one training forward (network and loss), counted exactly
+    with ``saved_tensors_hooks`` (a tensor saved twice counts twice), and the network's share of it."""
+    from isnet import ISNet, ISNetLoss
+
+    torch.manual_seed(0)
+    model = ISNet(backbone, num_classes=150).train().set_grad_checkpointing(checkpointing)
+    images, labels = torch.randn(batch, 3, *size), torch.randint(0, 150, (batch, *size))
+    saved: list[int] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        outputs = model(images)
+        network = sum(saved)
+        ISNetLoss()(outputs, labels)
+    return {"network": network / 2**20, "network_and_loss": sum(saved) / 2**20}
+
+
+def checkpointing_ratios(plain: dict[str, Any], checkpointed: dict[str, Any]) -> dict[str, float]:
+    """Checkpointed / plain: median step time, peak RSS of the worker, and the step's own memory (peak minus the
+    RSS after set-up: activations, gradients, optimizer state); on CUDA also ``max_memory_allocated``."""
+    ratios = {"time_median": checkpointed["median_s"] / plain["median_s"]}
+    if plain.get("peak_rss_mb") and checkpointed.get("peak_rss_mb"):
+        ratios["peak_rss"] = checkpointed["peak_rss_mb"] / plain["peak_rss_mb"]
+        if plain.get("setup_rss_mb") and checkpointed.get("setup_rss_mb"):
+            step = {k: v["peak_rss_mb"] - v["setup_rss_mb"] for k, v in (("p", plain), ("c", checkpointed))}
+            ratios |= {"step_rss_mb_plain": step["p"], "step_rss_mb_checkpointed": step["c"],
+                       "step_rss": step["c"] / step["p"]}  # fmt: skip
+    if plain.get("peak_allocated_mb") and checkpointed.get("peak_allocated_mb"):
+        ratios["peak_allocated"] = checkpointed["peak_allocated_mb"] / plain["peak_allocated_mb"]
+    return ratios
+
+
 def _print_case(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -293,10 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-python", default=os.environ.get("ISNET_REFERENCE_PYTHON", sys.executable)
     )
     parser.add_argument("--cases", default="slc,infer,train,bf16,data",
-                        help="comma list of: slc, infer, train, bf16, cityscapes, scaling, data, compile")  # fmt: skip
+                        help="comma list of: slc, infer, train, bf16, cityscapes, scaling, data, compile, "
+                             "checkpointing")  # fmt: skip
     parser.add_argument("--backbone", default="resnet50_d8")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--train-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="crop of the training-step cases (default 256 256; 64 64 with --smoke)")  # fmt: skip
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device of the checkpointing case's training step")  # fmt: skip
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes and resnet18d, for CI (no timing claims)"
     )
@@ -347,6 +399,38 @@ def to_markdown(report: dict[str, Any]) -> str:
     if "bf16_argmax_agreement" in report:
         agree = ", ".join(f"{k}: {100 * v:.3f}%" for k, v in report["bf16_argmax_agreement"].items())
         lines += ["", f"bf16 autocast argmax equal to fp32 argmax on {agree} of pixels."]
+    for case in report["cases"]:
+        if "checkpointed_vs_plain" in case:
+            r, plain, ckpt = case["checkpointed_vs_plain"], case["ours"], case["ours_checkpointed"]
+            step = (
+                (
+                    f"; the step's own memory (peak minus set-up RSS) {r['step_rss_mb_plain']:.0f} -> "
+                    f"{r['step_rss_mb_checkpointed']:.0f} MB (x{r['step_rss']:.2f})"
+                )
+                if "step_rss" in r
+                else ""
+            )
+            cuda = (
+                (
+                    f"; CUDA max allocated {plain['peak_allocated_mb']:.0f} -> {ckpt['peak_allocated_mb']:.0f} MB "
+                    f"(x{r['peak_allocated']:.2f})"
+                )
+                if "peak_allocated" in r
+                else ""
+            )
+            kept = case.get("saved_for_backward_mb", {})
+            kept = (
+                (
+                    f"; kept for backward after the forward: network {kept['ours']['network']:.0f} -> "
+                    f"{kept['ours_checkpointed']['network']:.0f} MB, with the loss "
+                    f"{kept['ours']['network_and_loss']:.0f} -> {kept['ours_checkpointed']['network_and_loss']:.0f} MB"
+                )
+                if kept
+                else ""
+            )
+            lines += ["", f"Gradient checkpointing ({' '.join(case['args'])}): median step time x{r['time_median']:.2f}, "
+                      f"peak RSS {plain['peak_rss_mb']:.0f} -> {ckpt['peak_rss_mb']:.0f} MB (x{r['peak_rss']:.2f})"
+                      f"{step}{cuda}{kept}."]  # fmt: skip
     if "data_images_per_s_per_worker" in report:
         rates = ", ".join(f"{k} {v:.1f}" for k, v in report["data_images_per_s_per_worker"].items())
         lines += ["", f"Train data pipeline, images/s in one process: {rates}."]
@@ -363,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"--reference {args.reference}: no ssseg/ package there (expected a sssegmentation checkout)"
         )
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    known = ["slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile"]
+    known = ["slc", "infer", "train", "bf16", "cityscapes", "scaling", "data", "compile", "checkpointing"]
     if unknown := set(cases) - set(known):
         raise ConfigError(f"unknown --cases {sorted(unknown)}; choose from {', '.join(known)}")
     backbone = "resnet18d" if args.smoke else args.backbone
@@ -387,6 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with_ref = {"reference": []} if args.reference and not small else {}
     model_args = ["--backbone", backbone, "--num-classes", "150"]
     infer_size, train_size = ((64, 64), (64, 64)) if small else ((512, 512), (256, 256))
+    train_size = tuple(args.train_size) if args.train_size else train_size
 
     def add(name: str, phase: str, size: tuple[int, int], extra: list[str], variants: dict) -> dict[str, Any]:
         common = ["--phase", phase, "--size", *map(str, size), *extra]
@@ -411,6 +496,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "train" in cases:
         variants = {"ours": ["--channels-last"], "ours_contiguous": []}
         add("train_step", "train", train_size, ["--batch", "2", *model_args], variants)
+    if "checkpointing" in cases:
+        variants = {"ours": [], "ours_checkpointed": ["--grad-checkpointing"]}
+        extra = ["--batch", "2", "--device", args.device, *model_args]
+        case = add("train_step_checkpointing", "train", train_size, extra, variants)
+        case["checkpointed_vs_plain"] = checkpointing_ratios(case["ours"], case["ours_checkpointed"])
+        case["saved_for_backward_mb"] = {
+            label: saved_for_backward_mb(backbone, train_size, 2, checkpointing=label != "ours")
+            for label in variants
+        }
     if "compile" in cases:  # the warm-up iteration compiles; the timed ones reuse the compiled code
         variants = {"ours": [], "ours_compiled": ["--compile"]}
         add("infer_compiled", "infer", infer_size, ["--batch", "1", *model_args], variants)

@@ -104,6 +104,8 @@ class ISNetModule(pl.LightningModule):
             here, so ``load_from_checkpoint`` never reads it again. Fitting with it unloaded is an error.
         freeze_backbone: Train the head only: the backbone's parameters get no gradient and its BatchNorm layers
             stay in eval mode (running statistics unchanged).
+        grad_checkpointing: recompute activations in backward instead of keeping them
+            (:meth:`isnet.models.ISNet.set_grad_checkpointing`): less memory, one more forward, same results.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class ISNetModule(pl.LightningModule):
         compile: bool | dict[str, Any] = False,
         init_from: str | None = None,
         freeze_backbone: bool = False,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -168,7 +171,7 @@ class ISNetModule(pl.LightningModule):
         self.compile_options = compile_options(compile)
         self.save_hyperparameters()
 
-        self.model = ISNet.from_config(model_config)
+        self.model = ISNet.from_config(model_config).set_grad_checkpointing(grad_checkpointing)
         if freeze_backbone:
             self.model.backbone.requires_grad_(False).eval()  # train() keeps it in eval mode
         #: whether the weights came from init_from or a checkpoint (checked by on_fit_start)

@@ -29,18 +29,30 @@ def poly_lr(step: int, total_steps: int, base_lr: float, min_lr: float, power: f
     return coeff * (base_lr - min_lr) + min_lr
 
 
-def steps_per_epoch(num_samples: int, global_batch_size: int, world_size: int = 1) -> int:
+def steps_per_epoch(
+    num_samples: int, global_batch_size: int, world_size: int = 1, accumulate_grad_batches: int = 1
+) -> int:
     """Optimizer steps per epoch and rank for ``N = num_samples``, global batch ``B`` and ``W`` processes, as
     counted by the reference: ``floor(ceil(N / W) / (B / W))``.
 
     ``DistributedSampler`` pads the index list to ``ceil(N / W)`` samples per rank and the train loader drops
-    the last incomplete per-rank batch of ``B / W`` samples (``ssseg/train.py``).
+    the last incomplete per-rank batch of ``B / W`` samples (``ssseg/train.py``). With gradient accumulation
+    over ``A = accumulate_grad_batches`` batches (Lightning's ``trainer.accumulate_grad_batches``; the reference
+    has none) one optimizer step sees ``A * B`` images and an epoch makes ``ceil(batches / A)`` steps (Lightning
+    also steps on the last, incomplete group of an epoch).
     """
     if global_batch_size % world_size != 0:
         raise ConfigError(
             f"global batch size {global_batch_size} is not divisible by the world size {world_size}"
         )
-    return math.ceil(num_samples / world_size) // (global_batch_size // world_size)
+    if (
+        isinstance(accumulate_grad_batches, bool)
+        or not isinstance(accumulate_grad_batches, int)
+        or accumulate_grad_batches < 1
+    ):
+        raise ConfigError(f"accumulate_grad_batches must be an int >= 1, got {accumulate_grad_batches!r}")
+    batches = math.ceil(num_samples / world_size) // (global_batch_size // world_size)
+    return math.ceil(batches / accumulate_grad_batches)
 
 
 class PolyLR(LRScheduler):

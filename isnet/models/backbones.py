@@ -7,7 +7,10 @@ timm ``resnest101e``).
 
 timm's ``output_stride=8`` already dilates layer3/layer4 by 2/4 with the first block of each dilated stage
 keeping the previous dilation (mmseg/sssegmentation ``contract_dilation=True``). Any other timm model that
-supports ``features_only`` and ``output_stride`` can be used by its timm name (e.g. ``resnet18d``).
+supports ``features_only`` and ``output_stride`` can be used by its timm name (e.g. ``resnet18d``, or
+``convnext_tiny``, whose last two stages timm dilates the same way); the last four feature maps feed the head.
+A plain ViT (timm ``vision_transformer``, e.g. ``vit_small_patch16_224``) cannot be dilated: its intermediate
+tokens are resampled to strides 4/8/8/8 by :class:`isnet.models.necks.ViTFeaturePyramid`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from __future__ import annotations
 import re
 
 import timm
+from timm.models import is_model_in_modules
+from timm.models._features import FeatureGetterNet
 from torch import nn
 
-from isnet.models.pretrained import load_pretrained, resolve_pretrained
+from isnet.models.necks import ViTFeaturePyramid, vit_block_indices
+from isnet.models.pretrained import PretrainedSpec, load_pretrained, resolve_pretrained
 
 __all__ = ["SEED_BACKBONES", "build_backbone", "parse_backbone_name", "patch_dilated_avg_down"]
 
@@ -78,7 +84,8 @@ def patch_dilated_avg_down(model: nn.Module) -> int:
 def build_backbone(
     name: str = "resnet50_d8",
     pretrained: bool | str = False,
-    out_indices: tuple[int, ...] = (1, 2, 3, 4),
+    out_indices: tuple[int, ...] = (-4, -3, -2, -1),
+    levels: tuple[int, ...] = (0, 1, 2, 3),
 ) -> nn.Module:
     """Build a timm feature extractor returning the four stage features.
 
@@ -89,11 +96,14 @@ def build_backbone(
         pretrained: ``False`` (random init, no download), ``True`` (timm's ImageNet tag, e.g.
             ``resnet50c.gluon_in1k``), ``"openmmlab"`` (the reference's ImageNet checkpoint), a timm tag, a URL
             or a local file, loaded strictly; see :func:`isnet.models.pretrained.resolve_pretrained`.
-        out_indices: timm feature indices; (1, 2, 3, 4) are layer1..layer4 for ResNets.
+        out_indices: timm feature indices of a CNN; the last four by default (layer1..layer4 of a ResNet,
+            the four stages of a ConvNeXt). A ViT always gives four evenly spaced blocks.
+        levels: which of the four maps the caller reads. A CNN computes every stage anyway; a ViT's pyramid
+            builds only these (the others are ``None``), so no parameter is left without a gradient.
 
     Returns:
-        A ``timm`` ``FeatureListNet``; ``model(x)`` returns a list of 4 tensors and
-        ``model.feature_info.channels()`` / ``.reduction()`` describe them.
+        A ``timm`` ``FeatureListNet`` (a ViT: a :class:`ViTFeaturePyramid`); ``model(x)`` returns a list of 4
+        tensors and ``model.feature_info.channels()`` / ``.reduction()`` describe them.
     """
     arch, output_stride, is_reference = parse_backbone_name(name)
     if output_stride not in (8, 16, 32):
@@ -109,6 +119,8 @@ def build_backbone(
             f"unknown backbone {name!r}: not a reference backbone ({', '.join(f'{k}_d8' for k in SEED_BACKBONES)}) "
             f"nor a timm model. Similar timm names: {close}"
         )
+    if is_model_in_modules(arch, ["vision_transformer"]):
+        return _build_vit(name, output_stride, spec, levels)
     try:
         model = timm.create_model(
             model_name,
@@ -121,8 +133,25 @@ def build_backbone(
         raise ValueError(
             f"timm model {arch!r} cannot be built with features_only=True, output_stride={output_stride}: {err}"
         ) from err
+    if model.feature_info.reduction()[-1] != output_stride:
+        raise ValueError(f"timm model {arch!r} ignored output_stride={output_stride}: its feature strides are "
+                         f"{model.feature_info.reduction()}")  # fmt: skip
     if is_reference:
         patch_dilated_avg_down(model)
     # files and URLs load after the (avg_down-patched) model exists: strict, classifier dropped
     load_pretrained(model, spec)
     return model
+
+
+def _build_vit(name: str, output_stride: int, spec: PretrainedSpec, levels: tuple[int, ...]) -> nn.Module:
+    """A timm ViT's tokens of four evenly spaced blocks, resampled to strides 4/8/8/8 (any input size: the
+    position embedding is interpolated and the image padded to a multiple of the patch size)."""
+    if output_stride != 8:
+        raise ValueError(f"backbone {name!r}: a ViT gives output stride 8 through its feature pyramid only")
+    vit = timm.create_model(
+        spec.timm_name, pretrained=spec.timm_weights, dynamic_img_size=True, dynamic_img_pad=True
+    )
+    load_pretrained(vit, spec)  # a file or URL holds the whole ViT's keys
+    # timm's features_only wrapper; the blocks after the last one taken, the final norm and the classifier go
+    features = FeatureGetterNet(vit, out_indices=vit_block_indices(len(vit.blocks)))
+    return ViTFeaturePyramid(features, levels=levels)

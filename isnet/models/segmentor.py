@@ -15,9 +15,11 @@ from torch import nn
 
 from isnet.meta import default_palette
 from isnet.models.backbones import build_backbone
+from isnet.models.checkpointing import checkpoint_module, checkpointed_features
 from isnet.models.heads import ISNetHead, build_auxiliary_decoder
 from isnet.models.layers.conv import ACTIVATIONS
 from isnet.models.layers.resize import resize_bilinear
+from isnet.models.necks import ViTFeaturePyramid
 
 __all__ = ["ISNet", "check_images"]
 
@@ -102,7 +104,9 @@ class ISNet(nn.Module):
         self.class_names = [str(c) for c in class_names or (f"class_{k}" for k in range(num_classes))]
         self.palette = [tuple(int(c) for c in rgb) for rgb in (palette or default_palette(num_classes))]
         self.meta = dict(meta or {})
-        self.backbone = build_backbone(backbone, pretrained=pretrained)
+        # the maps this network reads: the head the last, the auxiliary head the third, the shortcut the first
+        levels = (3,) + ((2,) if aux else ()) + ((0,) if shortcut else ())
+        self.backbone = build_backbone(backbone, pretrained=pretrained, levels=levels)
         channels = self.backbone.feature_info.channels()
         self.head = ISNetHead(
             channels[-1], num_classes, feats_channels, transform_channels, dropout, act,
@@ -111,6 +115,23 @@ class ISNet(nn.Module):
         self.auxiliary_decoder = (
             build_auxiliary_decoder(channels[2], num_classes, feats_channels, dropout, act) if aux else None
         )
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> ISNet:
+        """Trade compute for memory in training: keep only the inputs of the backbone stages, of the head's
+        bottleneck, ILC and SLC and of the auxiliary head, and recompute their activations in backward (one more
+        forward of those parts). Gradients, dropout masks and BatchNorm statistics are those of the plain model
+        (:mod:`isnet.models.checkpointing`). Not part of :attr:`config`: it changes no result. Returns ``self``.
+        """
+        self.grad_checkpointing = self.head.grad_checkpointing = bool(enable)
+        if isinstance(self.backbone, ViTFeaturePyramid):
+            self.backbone.set_grad_checkpointing(self.grad_checkpointing)  # timm's, per transformer block
+        return self
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        if self.grad_checkpointing and not isinstance(self.backbone, ViTFeaturePyramid):
+            return checkpointed_features(self.backbone, images)  # a timm CNN: ours, per stage
+        return self.backbone(images)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -132,13 +153,14 @@ class ISNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         check_images(images)
         size = images.shape[2:]
-        features = self.backbone(self._as_weight_dtype(images))
+        features = self._features(self._as_weight_dtype(images))
         preds_stage1, preds_stage2 = self.head(features)
         if not self.training:
             return resize_bilinear(preds_stage2, size)
         outputs = {"stage2": preds_stage2, "stage1": preds_stage1}
         if self.auxiliary_decoder is not None:
-            outputs["aux"] = self.auxiliary_decoder(features[2])
+            aux, layer3 = self.auxiliary_decoder, features[2]
+            outputs["aux"] = checkpoint_module(aux, layer3) if self.grad_checkpointing else aux(layer3)
         # the reference computes every loss on logits upsampled to the crop size; the backward of this resize
         # runs as two matmuls (isnet.models.layers.resize)
         return {k: resize_bilinear(v, size) for k, v in outputs.items()}

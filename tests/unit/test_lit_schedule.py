@@ -142,3 +142,43 @@ def test_distributed_train_loader_length_is_reference_count(n: int, batch: int) 
         assert len(distributed) == steps_per_epoch(n, batch, world_size=world)
     # the reference's count differs from the naive floor(N / B) here
     assert steps_per_epoch(45, 16, world_size=8) == 3 != 45 // 16
+
+
+def test_steps_per_epoch_with_gradient_accumulation() -> None:
+    """One optimizer step per A batches, the last incomplete group of an epoch included: ceil(batches / A)."""
+    assert steps_per_epoch(45, 4, world_size=1, accumulate_grad_batches=1) == 11
+    assert steps_per_epoch(45, 4, world_size=1, accumulate_grad_batches=2) == 6  # 11 batches -> 6 steps
+    assert steps_per_epoch(45, 16, world_size=8, accumulate_grad_batches=3) == 1  # 3 batches per rank
+    with pytest.raises(Exception, match="accumulate_grad_batches must be an int >= 1"):
+        steps_per_epoch(45, 4, accumulate_grad_batches=0)
+
+
+def test_poly_lr_counts_optimizer_steps_under_gradient_accumulation() -> None:
+    """accumulate_grad_batches=2 on ISNetModule: T is in optimizer steps and the learning rate of the t-th step
+    is poly_lr(t, T); the two batches of a step see the same rate."""
+    from isnet.lit import ISNetModule
+
+    class Record(pl.Callback):
+        def __init__(self) -> None:
+            self.step_lrs: list[float] = []
+            self.batch_lrs: list[float] = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            self.batch_lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+            self.step_lrs.append(optimizer.param_groups[0]["lr"])
+
+    tiny = {"backbone": "resnet18d", "feats_channels": 16, "transform_channels": 8}
+    module = ISNetModule(tiny, num_classes=3, lr=0.01, min_lr=1e-4)
+    record = Record()
+    trainer = pl.Trainer(max_epochs=2, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                         limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[record])  # fmt: skip
+    trainer.fit(module, datamodule=_tiny_datamodule(num_train=10, batch=2))  # 5 batches -> 3 steps per epoch
+    total = 2 * steps_per_epoch(10, 2, accumulate_grad_batches=2)
+    assert module.total_steps == total == trainer.global_step == 6
+    assert record.step_lrs == [poly_lr(t, total, 0.01, 1e-4) for t in range(total)]
+    # batches (0, 1), (2, 3) and the lone 4 of each epoch share a step's rate
+    steps_of_batches = [0, 0, 1, 1, 2, 3, 3, 4, 4, 5]
+    assert record.batch_lrs == [record.step_lrs[t] for t in steps_of_batches]

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from isnet.models.checkpointing import checkpoint_module
 from isnet.models.heads.context import ImageLevelContext, SemanticLevelContext
 from isnet.models.layers import ClassifierConv2d, build_activation, conv_bn_act
 
@@ -76,9 +77,15 @@ class ISNetHead(nn.Module):
             self.decoder_stage2 = nn.Sequential(
                 nn.Dropout2d(dropout), ClassifierConv2d(feats_channels, num_classes, 1)
             )
+        #: recompute the bottleneck, ILC and SLC in backward instead of keeping their activations (set by
+        #: :meth:`isnet.models.ISNet.set_grad_checkpointing`)
+        self.grad_checkpointing = False
+
+    def _run(self, module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+        return checkpoint_module(module, *args) if self.grad_checkpointing else module(*args)
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.bottleneck(features[-1])
+        feats = self._run(self.bottleneck, features[-1])
         return self.decode(feats, features[0] if self.shortcut is not None else None)
 
     def decode(
@@ -91,10 +98,10 @@ class ISNetHead(nn.Module):
             feats (B, C, H, W) bottleneck output, low_level (B, C1, H1, W1) layer1 (LIP shortcut only)
             -> (stage-1 logits, stage-2 logits).
         """
-        feats_il = self.ilc_net(feats)
+        feats_il = self._run(self.ilc_net, feats)
         # stage 1 reads the bottleneck output, not the ILC output (reference isnet.py)
         preds_stage1 = self.decoder_stage1(feats)
-        feats_sl = self.slc_net(feats, preds_stage1, feats_il)
+        feats_sl = self._run(self.slc_net, feats, preds_stage1, feats_il)
         if self.shortcut is not None:
             if low_level is None:
                 raise ValueError("this head has the LIP shortcut and needs the layer1 features (low_level)")
