@@ -103,7 +103,10 @@ def build_training_module(model_cfg: DictConfig, datamodule: Any, ckpt_path: str
     """
     init_from = OmegaConf.select(model_cfg, "init_from", throw_on_missing=True)  # `???`: a one-line error
     if not init_from:
-        return build_module(model_cfg, datamodule)
+        module = build_module(model_cfg, datamodule)
+        if ckpt_path:
+            module.weights_loaded = True  # trainer.fit restores them: no backbone ImageNet weights to read
+        return module
     source = None
     if ckpt_path:
         network = safe_torch_load(ckpt_path).get("hyper_parameters", {}).get("model_config") or {}

@@ -105,8 +105,8 @@ class ISNet(nn.Module):
         self.palette = [tuple(int(c) for c in rgb) for rgb in (palette or default_palette(num_classes))]
         self.meta = dict(meta or {})
         # the maps this network reads: the head the last, the auxiliary head the third, the shortcut the first
-        levels = (3,) + ((2,) if aux else ()) + ((0,) if shortcut else ())
-        self.backbone = build_backbone(backbone, pretrained=pretrained, levels=levels)
+        self.feature_levels = (3,) + ((2,) if aux else ()) + ((0,) if shortcut else ())
+        self.backbone = build_backbone(backbone, pretrained=pretrained, levels=self.feature_levels)
         channels = self.backbone.feature_info.channels()
         self.head = ISNetHead(
             channels[-1], num_classes, feats_channels, transform_channels, dropout, act,
@@ -116,6 +116,16 @@ class ISNet(nn.Module):
             build_auxiliary_decoder(channels[2], num_classes, feats_channels, dropout, act) if aux else None
         )
         self.grad_checkpointing = False
+
+    def load_pretrained_backbone(self, pretrained: bool | str) -> ISNet:
+        """Load ImageNet weights into the backbone, exactly as ``ISNet(..., pretrained=pretrained)`` does when it
+        builds the network (``True``, ``"openmmlab"``, a timm tag or a file; see ``build_backbone``). For a
+        network built without them, e.g. by :class:`isnet.lit.ISNetModule`, which loads them when a fit starts.
+        Returns ``self``."""
+        if pretrained:
+            source = build_backbone(self.backbone_name, pretrained=pretrained, levels=self.feature_levels)
+            self.backbone.load_state_dict(source.state_dict())
+        return self
 
     def set_grad_checkpointing(self, enable: bool = True) -> ISNet:
         """Trade compute for memory in training: keep only the inputs of the backbone stages, of the head's

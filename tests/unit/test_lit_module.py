@@ -264,3 +264,32 @@ def test_bf16_mixed_precision_trains_close_to_fp32() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = module.model.train()(torch.randn(2, 3, 32, 32))
     assert {k: v.dtype for k, v in outputs.items()} == dict.fromkeys(outputs, torch.float32)
+
+
+def test_backbone_imagenet_weights_load_when_a_fit_starts_and_only_then(tmp_path) -> None:
+    # model_config.pretrained (the recipes' `openmmlab`) is read by setup("fit"), not by __init__: a new run starts
+    # from the file; a module loaded from a checkpoint, or fitted a second time, keeps its own weights
+    import timm
+
+    torch.manual_seed(123)
+    imagenet = timm.create_model("resnet18d").state_dict()  # stands in for an ImageNet file
+    weights = tmp_path / "resnet18d_imagenet.pth"
+    torch.save(imagenet, weights)
+    module = ISNetModule(model_config={**TINY, "pretrained": str(weights)}, num_classes=NUM_CLASSES)
+    stem = module.model.backbone.conv1[0].weight
+    assert not torch.equal(stem, imagenet["conv1.0.weight"])  # __init__ reads nothing
+    datamodule = SyntheticDataModule(num_classes=NUM_CLASSES, image_size=32, num_train=4, num_val=2, batch_size=4)
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=tmp_path)
+    module.hparams.optimizer["lr"] = 1e-9  # the one step leaves the loaded weights (almost) as they are
+    trainer.fit(module, datamodule=datamodule)
+    torch.testing.assert_close(stem.detach(), imagenet["conv1.0.weight"], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        stem.add_(1.0)  # "trained" weights: a second fit must not reset them
+    module.setup("fit")
+    assert not torch.allclose(stem.detach(), imagenet["conv1.0.weight"])
+    ckpt = tmp_path / "trained.ckpt"
+    trainer.save_checkpoint(ckpt)
+    weights.unlink()  # load_from_checkpoint and a fit of the loaded module never read the ImageNet file
+    loaded = ISNetModule.load_from_checkpoint(ckpt, weights_only=True)
+    loaded.setup("fit")
+    assert torch.equal(loaded.model.backbone.conv1[0].weight, stem.detach())
