@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from isnet import hf
 from isnet.errors import CheckpointError
 from isnet.models import ISNet
 from isnet.utils.io import atomic_torch_save, safe_torch_load
@@ -39,10 +40,15 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> ISNet:
     """Load a checkpoint written by :func:`save_checkpoint` and return the model in eval mode.
 
     Also accepts a Lightning checkpoint of ``isnet`` training (``hyper_parameters`` + ``state_dict`` with a
-    ``model.`` prefix) and a released sssegmentation file. ``ema=True`` loads the exponential moving average
+    ``model.`` prefix), a released sssegmentation file and a folder in the Hugging Face Hub format
+    (:func:`isnet.hf.load_pretrained`). ``ema=True`` loads the exponential moving average
     of a Lightning checkpoint trained with ``isnet.lit.EMAWeights`` instead of its trained weights (a
     ``CheckpointError`` for any other file).
     """
+    if hf.is_hub_folder(path):
+        if ema:
+            raise CheckpointError(f"{path}: ema=True needs a Lightning checkpoint, not a Hub-format folder")
+        return hf.load_pretrained(path)
     data = safe_torch_load(path)
     if ema:
         state = data.get("callbacks", {}).get(EMA_STATE_KEY) if isinstance(data, dict) else None

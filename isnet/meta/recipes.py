@@ -19,10 +19,24 @@ from typing import Any
 
 from isnet.meta.datasets import dataset_info
 
-__all__ = ["RECIPES", "RELEASE_URL", "SINGLE_SCALE", "InferenceConfig", "Recipe", "markdown_table", "recipe",
-           "test_settings"]  # fmt: skip
+__all__ = ["CITATION", "LICENSE", "PARITY_ATOL", "RECIPES", "RELEASE_URL", "SINGLE_SCALE", "InferenceConfig", "Recipe",
+           "markdown_table", "recipe", "test_settings"]  # fmt: skip
 
 RELEASE_URL = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_isnet/{name}.pth"
+#: license of the reference implementation and its released weights (SPDX id, lower case as the Hub spells it)
+LICENSE = "apache-2.0"
+#: max abs difference allowed between our plain fp32 eval logits and the reference's (tests/parity, docs/parity.md)
+PARITY_ATOL = 1e-4
+#: the paper, as README.md cites it (a test compares)
+CITATION = """\
+@inproceedings{jin2021isnet,
+  title={ISNet: Integrate Image-Level and Semantic-Level Context for Semantic Segmentation},
+  author={Jin, Zhenchao and Liu, Bin and Chu, Qi and Yu, Nenghai},
+  booktitle={Proceedings of the IEEE/CVF International Conference on Computer Vision},
+  pages={7189--7198},
+  year={2021}
+}
+"""
 _MODES = ("whole", "slide")
 
 

@@ -39,10 +39,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from isnet.meta.recipes import PARITY_ATOL
+
 DUMP_SCRIPT = Path(__file__).with_name("reference_dump.py")
 REFERENCE_IGNORE = -100
 IGNORE_INDEX = 255
-EVAL_ATOL = 1e-4
+EVAL_ATOL = PARITY_ATOL
 LOSS_RTOL = 1e-5
 DEFAULT_SIZE = (97, 129)  # odd sizes catch align_corners and padding mistakes
 DEFAULT_BATCH = 2

@@ -19,8 +19,9 @@ ALLOWED = {
     "viz": {"meta", "utils"},
     "models": {"errors", "meta", "utils"},
     "convert": {"errors", "meta", "models", "utils"},
-    "checkpoint": {"convert", "errors", "models", "utils"},
-    "hub": {"convert", "errors", "meta", "models"},
+    "checkpoint": {"convert", "errors", "hf", "models", "utils"},
+    "hf": {"errors", "meta", "models", "utils"},
+    "hub": {"convert", "errors", "hf", "meta", "models"},
     "export": {"meta", "models", "utils"},
     "accel": {"models"},
     "inference": {"meta", "models", "utils"},
@@ -28,7 +29,7 @@ ALLOWED = {
     "data": {"errors", "meta", "utils"},
     "lit": {"accel", "errors", "inference", "meta", "metrics", "models", "utils", "viz"},
     "cli": {
-        "accel", "checkpoint", "convert", "data", "errors", "export", "hub", "inference", "isnet", "lit",
+        "accel", "checkpoint", "convert", "data", "errors", "export", "hf", "hub", "inference", "isnet", "lit",
         "meta", "metrics", "models", "utils", "viz",
     },
 }  # fmt: skip
