@@ -1,4 +1,4 @@
-"""Convert a released sssegmentation ISNet checkpoint: `python scripts/convert_sssegmentation.py SRC DST [--force]`."""
+"""Convert a released sssegmentation ISNet checkpoint: `python scripts/convert_sssegmentation.py SRC [DST] [--hub-dir OUT] [--force]`."""
 
 import sys
 
