@@ -96,7 +96,9 @@ def hub_config(model: ISNet) -> dict[str, Any]:
     try:  # tuples become lists; anything else that JSON cannot hold is refused, not turned into a string
         return json.loads(json.dumps(config))
     except TypeError as err:
-        raise ConfigError(f"model.meta must hold plain JSON values to be saved in {CONFIG_NAME}: {err}") from None
+        raise ConfigError(
+            f"model.meta must hold plain JSON values to be saved in {CONFIG_NAME}: {err}"
+        ) from None
 
 
 def model_card(model: ISNet, repo_id: str | None = None) -> str:
@@ -123,7 +125,10 @@ def model_card(model: ISNet, repo_id: str | None = None) -> str:
               "```", ""]  # fmt: skip
     lines += ["## Model", "", "| setting | value |", "|---|---|"]
     lines += [f"| `{k}` | `{json.dumps(v)}` |" for k, v in model.architecture.items()]
-    lines += [f"| classes | {', '.join(model.class_names[:20])}{' ...' if model.num_classes > 20 else ''} |", ""]
+    lines += [
+        f"| classes | {', '.join(model.class_names[:20])}{' ...' if model.num_classes > 20 else ''} |",
+        "",
+    ]
     if entry is not None:
         info = dataset_info(entry.dataset)
         origin = model.meta.get("converted_from")
@@ -162,7 +167,9 @@ def save_pretrained(
     folder = Path(save_directory)
     taken = [n for n in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME) if (folder / n).exists()]
     if taken and not overwrite:
-        raise FileExistsError(f"{folder} already holds {', '.join(taken)}; pass overwrite=True (CLI: --force)")
+        raise FileExistsError(
+            f"{folder} already holds {', '.join(taken)}; pass overwrite=True (CLI: --force)"
+        )
     config = hub_config(model)  # checked before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -193,7 +200,9 @@ def download(
             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME],
         )  # fmt: skip
     except Exception as err:  # huggingface_hub raises many types (HTTP, offline, not found)
-        raise DownloadError(f"cannot get {repo_id!r} from the Hugging Face Hub: {type(err).__name__}: {err}") from err
+        raise DownloadError(
+            f"cannot get {repo_id!r} from the Hugging Face Hub: {type(err).__name__}: {err}"
+        ) from err
     return Path(path)
 
 
@@ -216,7 +225,9 @@ def load_pretrained(
     folder = Path(name)
     if not folder.is_dir():
         if not is_repo_id(str(name)):
-            raise ValueError(f"{str(name)!r} is neither a folder nor a Hugging Face Hub repository id (user/repo)")
+            raise ValueError(
+                f"{str(name)!r} is neither a folder nor a Hugging Face Hub repository id (user/repo)"
+            )
         folder = download(str(name), cache_dir, revision, token)
     for file in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / file).is_file():
@@ -226,16 +237,28 @@ def load_pretrained(
         state = load_file(str(folder / WEIGHTS_NAME), device="cpu")
     except (OSError, ValueError, SafetensorError) as err:
         raise CheckpointError(f"{folder}: unreadable {CONFIG_NAME} or {WEIGHTS_NAME}: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != "isnet" or not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{folder / CONFIG_NAME}: not an isnet config (no 'format': 'isnet' and 'model')")
+    if (
+        not isinstance(config, dict)
+        or config.get("format") != "isnet"
+        or not isinstance(config.get("model"), dict)
+    ):
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: not an isnet config (no 'format': 'isnet' and 'model')"
+        )
     try:
         model = ISNet.from_config(config["model"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{folder / CONFIG_NAME}: invalid model config: {err}") from err
-    report = mismatch_report(state, [], model.state_dict(), source_label=WEIGHTS_NAME, target_label=CONFIG_NAME)
+    report = mismatch_report(
+        state, [], model.state_dict(), source_label=WEIGHTS_NAME, target_label=CONFIG_NAME
+    )
     if report:
-        described = ", ".join(f"{k}={config['model'].get(k)!r}" for k in ("backbone", "num_classes", "shortcut"))
-        raise CheckpointError(f"{folder}: {WEIGHTS_NAME} does not match {CONFIG_NAME} ({described}):\n{report}")
+        described = ", ".join(
+            f"{k}={config['model'].get(k)!r}" for k in ("backbone", "num_classes", "shortcut")
+        )
+        raise CheckpointError(
+            f"{folder}: {WEIGHTS_NAME} does not match {CONFIG_NAME} ({described}):\n{report}"
+        )
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -260,7 +283,9 @@ def push_to_hub(
         elif is_hub_folder(model):
             folder = Path(model)
         else:
-            raise CheckpointError(f"{model}: not a folder written by isnet's save_pretrained (no {CONFIG_NAME})")
+            raise CheckpointError(
+                f"{model}: not a folder written by isnet's save_pretrained (no {CONFIG_NAME})"
+            )
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision,
             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME],

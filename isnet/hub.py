@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from isnet.convert import from_sssegmentation
 from isnet import hf
+from isnet.convert import from_sssegmentation
 from isnet.errors import CheckpointError
 from isnet.meta.recipes import RECIPES, Recipe, recipe
 from isnet.models import ISNet, load_transfer

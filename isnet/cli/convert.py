@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--hub-dir", type=Path, help="also (or only) write a Hugging Face Hub folder (model.safetensors ...)"
     )
-    parser.add_argument("--force", action="store_true", help="replace DST / the files in --hub-dir if they exist")
+    parser.add_argument(
+        "--force", action="store_true", help="replace DST / the files in --hub-dir if they exist"
+    )
     args = parser.parse_args(argv)
     if args.dst is None and args.hub_dir is None:
         parser.error("give DST, --hub-dir OUT or both")

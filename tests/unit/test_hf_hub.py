@@ -83,7 +83,9 @@ def test_config_that_disagrees_with_weights_names_folder_and_mismatch(tmp_path) 
     assert "head.decoder_stage2.1.weight: model.safetensors (4, 32, 1, 1) vs config.json (7, 32, 1, 1)" in msg
     config["model"].update(num_classes=4, backbone="resnet34d")
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"backbone='resnet34d'[\s\S]*missing \(\d+\):\n    backbone.layer1.2"):
+    with pytest.raises(
+        CheckpointError, match=r"backbone='resnet34d'[\s\S]*missing \(\d+\):\n    backbone.layer1.2"
+    ):
         isnet.from_pretrained(folder)
 
 
@@ -159,16 +161,25 @@ def test_hub_dir_from_a_released_file(tmp_path, capsys, monkeypatch) -> None:
     assert {k: model.config[k] for k in entry.model_kwargs() if k != "meta"} == {
         k: v for k, v in entry.model_kwargs().items() if k != "meta"
     }
-    assert model.meta == {"recipe": entry.experiment, "converted_from": src.name, "source_format": "sssegmentation"}
+    assert model.meta == {
+        "recipe": entry.experiment,
+        "converted_from": src.name,
+        "source_format": "sssegmentation",
+    }
     weights = load_file(str(out / "model.safetensors"))
-    assert torch.equal(weights["backbone.conv1.6.weight"], reference_state_dict("resnet50_d8")["backbone_net.stem.6.weight"])
+    assert torch.equal(
+        weights["backbone.conv1.6.weight"], reference_state_dict("resnet50_d8")["backbone_net.stem.6.weight"]
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["test_settings"]["ms_flip"]["scales"] == list(entry.ms_flip.scales)
     assert config["preprocessing"]["test_resize"] == {"scale": [2048, 512], "keep_ratio": True}
     card = (out / "README.md").read_text()
     assert f"**{entry.miou:.2f}** single scale, **{entry.miou_ms_flip:.2f}** multi-scale + flip" in card
     assert f"python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt={out}" not in card  # repo id unknown
-    assert "python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=<folder or user/repo> ms_flip=true" in card
+    assert (
+        "python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=<folder or user/repo> ms_flip=true"
+        in card
+    )
     assert "value: 44.22" in card and "within 0.0001" in card
     with pytest.raises(SystemExit):  # neither DST nor --hub-dir
         convert_main([str(src)])
