@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from isnet import hf
 from isnet.errors import CheckpointError
+from isnet.hf import is_hub_folder, load_pretrained
 from isnet.models import ISNet
 from isnet.utils.io import atomic_torch_save, safe_torch_load
 from isnet.utils.state_dict import EMA_STATE_KEY
@@ -45,10 +45,10 @@ def load_checkpoint(path: str | os.PathLike, ema: bool = False) -> ISNet:
     of a Lightning checkpoint trained with ``isnet.lit.EMAWeights`` instead of its trained weights (a
     ``CheckpointError`` for any other file).
     """
-    if hf.is_hub_folder(path):
+    if is_hub_folder(path):
         if ema:
             raise CheckpointError(f"{path}: ema=True needs a Lightning checkpoint, not a Hub-format folder")
-        return hf.load_pretrained(path)
+        return load_pretrained(path)
     data = safe_torch_load(path)
     if ema:
         state = data.get("callbacks", {}).get(EMA_STATE_KEY) if isinstance(data, dict) else None

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from isnet import hf
 from isnet.convert import from_sssegmentation
 from isnet.errors import CheckpointError
+from isnet.hf import CONFIG_NAME, download, is_hub_folder, is_repo_id, load_pretrained
 from isnet.meta.recipes import RECIPES, Recipe, recipe
 from isnet.models import ISNet, load_transfer
 from isnet.models.pretrained import DownloadError, download_cached
@@ -99,16 +99,16 @@ def resolve_checkpoint(
         DownloadError: a download failed.
     """
     path = Path(ckpt)
-    if path.is_file() or hf.is_hub_folder(path):
+    if path.is_file() or is_hub_folder(path):
         return path
     try:
         resolve_entry(str(ckpt))
     except ValueError:
-        if hf.is_repo_id(str(ckpt)):
-            return hf.download(str(ckpt))
+        if is_repo_id(str(ckpt)):
+            return download(str(ckpt))
         raise FileNotFoundError(
-            f"checkpoint {str(ckpt)!r} is neither a file, a folder with {hf.CONFIG_NAME}, a model-zoo name "
-            f"({list_pretrained()}) nor a Hugging Face Hub repository id (user/repo)"
+            f"checkpoint {str(ckpt)!r} is neither a file nor a model-zoo name ({list_pretrained()}), nor a folder "
+            f"with {CONFIG_NAME} or a Hugging Face Hub repository id (user/repo)"
         ) from None
     return download_checkpoint(str(ckpt), cache_dir, progress)
 
@@ -162,14 +162,14 @@ def from_pretrained(
     try:
         entry = None if Path(name).is_dir() else resolve_entry(str(name))
     except ValueError:
-        if not hf.is_repo_id(str(name)):
+        if not is_repo_id(str(name)):
             raise ValueError(
                 f"{str(name)!r} is neither a model-zoo name ({list_pretrained()}), a folder nor a Hugging Face Hub "
                 "repository id (user/repo)"
             ) from None
         entry = None
     if entry is None:
-        source = hf.load_pretrained(name, cache_dir=cache_dir, revision=revision, token=token)
+        source = load_pretrained(name, cache_dir=cache_dir, revision=revision, token=token)
         if not custom:
             return source
         target = _with_overrides(source.config, custom)

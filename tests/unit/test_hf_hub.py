@@ -116,6 +116,25 @@ def test_repo_id_is_downloaded_through_the_hf_cache(tmp_path, monkeypatch) -> No
     assert set(calls[0][1]["allow_patterns"]) == {"config.json", "model.safetensors", "README.md"}
 
 
+def test_repo_id_from_the_hf_cache_with_HF_HUB_OFFLINE(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_HUB_OFFLINE", True
+    )  # read when the library is imported
+    repo = tmp_path / "cache" / "models--someone--isnet-tiny"  # the cache layout snapshot_download leaves
+    model = tiny()
+    hf.save_pretrained(model, repo / "snapshots" / ("a" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    loaded = isnet.from_pretrained("someone/isnet-tiny", cache_dir=tmp_path / "cache")
+    x = torch.randn(1, 3, 32, 32)
+    assert loaded.config == model.config and torch.equal(loaded(x), model(x))
+    with pytest.raises(isnet.hub.DownloadError, match="'someone/other' from the Hugging Face Hub"):
+        isnet.from_pretrained("someone/other", cache_dir=tmp_path / "cache")
+
+
 def test_push_to_hub_uploads_the_three_files(tmp_path, monkeypatch) -> None:
     uploaded = {}
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import isnet
-from isnet.cli.convert import convert
+from isnet.cli.convert import convert, to_hub_dir
 from isnet.errors import CheckpointError
 from isnet.utils.io import safe_torch_load
 
@@ -79,6 +79,7 @@ ENTRY_POINTS: dict[str, Callable[[Path, Path], object]] = {
     "isnet.from_sssegmentation": lambda src, tmp: isnet.from_sssegmentation(src),
     "isnet.utils.io.safe_torch_load": lambda src, tmp: safe_torch_load(src),
     "isnet.cli.convert.convert": lambda src, tmp: convert(src, tmp / "converted.pth"),
+    "isnet.cli.convert.to_hub_dir": lambda src, tmp: to_hub_dir(src, tmp / "hub"),
 }
 
 
