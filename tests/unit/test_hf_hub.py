@@ -202,3 +202,16 @@ def test_hub_dir_from_a_released_file(tmp_path, capsys, monkeypatch) -> None:
     assert "value: 44.22" in card and "within 0.0001" in card
     with pytest.raises(SystemExit):  # neither DST nor --hub-dir
         convert_main([str(src)])
+
+
+def test_hub_dir_from_our_checkpoint(tmp_path, monkeypatch) -> None:
+    monkeypatch.undo()  # reading our .pth format uses torch.load(weights_only=True)
+    model = tiny()
+    src = isnet.save_checkpoint(model, tmp_path / "ours.pth", meta={"run": "r1"})
+    assert convert_main([str(src), "--hub-dir", str(tmp_path / "hub")]) == 0
+    loaded = isnet.from_pretrained(tmp_path / "hub")
+    x = torch.randn(1, 3, 32, 32)
+    assert loaded.meta == {"run": "r1"} and torch.equal(loaded(x), model(x))
+    with pytest.raises(SystemExit):  # the folder's files are not replaced without --force
+        convert_main([str(src), "--hub-dir", str(tmp_path / "hub")])
+    assert convert_main([str(src), "--hub-dir", str(tmp_path / "hub"), "--force"]) == 0
