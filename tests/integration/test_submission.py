@@ -84,11 +84,11 @@ def test_cityscapes_test_split_writes_label_ids(tmp_path: Path, capsys: pytest.C
 def test_ade20k_test_split_writes_class_id_plus_one(tmp_path: Path) -> None:
     root = write_ade20k(tmp_path / "ade", n_train=1, n_val=1, n_test=2)
     ckpt = _checkpoint(tmp_path, 150)
-    result = _submit(
-        tmp_path, "ade20k", root, ckpt, "+data.test_split=test", f"format_dir={tmp_path / 'sub'}"
-    )
+    sub = tmp_path / "sub"  # a batch of 2 images of different sizes: each predicted at its own size
+    batch = "data.val_batch_size=2"
+    result = _submit(tmp_path, "ade20k", root, ckpt, "+data.test_split=test", f"format_dir={sub}", batch)
     images = sorted((root / "ADEChallengeData2016" / "images" / "testing").glob("*.jpg"))
-    written = sorted((tmp_path / "sub").iterdir())
+    written = sorted(sub.iterdir())
     assert [p.name for p in written] == ["ADE_test_00000001.png", "ADE_test_00000002.png"]
     assert result["files"] == 2 and result["format"].startswith("ADE20k class id + 1")
     expected = _predicted_ids(tmp_path, "ade20k", root, ckpt, images)
@@ -96,6 +96,34 @@ def test_ade20k_test_split_writes_class_id_plus_one(tmp_path: Path) -> None:
         values = np.array(Image.open(path))
         np.testing.assert_array_equal(values, expected[path.stem].astype(np.uint8) + 1)
         assert values.min() >= 1  # 0 ("other", ignored by the benchmark) is never predicted
+
+
+def test_folder_split_without_masks_writes_class_ids(tmp_path: Path) -> None:
+    root = tmp_path / "own"
+    (root / "classes.yaml").parent.mkdir()
+    (root / "classes.yaml").write_text("classes: [a, b, c, d]\n")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 1), ("val", 1), ("test", 3)):
+        (root / "images" / split).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8)).save(
+                root / "images" / split / f"{split}{i}.png"
+            )
+    for split in ("train", "val"):  # no masks/test: the test split is unlabelled
+        (root / "masks" / split).mkdir(parents=True)
+        for image in (root / "images" / split).iterdir():
+            Image.fromarray(np.zeros((24, 32), np.uint8)).save(root / "masks" / split / image.name)
+    ckpt = _checkpoint(tmp_path, 4)
+    sub = tmp_path / "sub"  # a batch of 2 images of one size: predicted in one call
+    result = _submit(
+        tmp_path, "folder", root, ckpt, "+data.test_split=test", f"format_dir={sub}", "data.val_batch_size=2"
+    )
+    images = sorted((root / "images" / "test").iterdir())
+    assert sorted(p.name for p in sub.iterdir()) == ["test0.png", "test1.png", "test2.png"]
+    assert result["format"] == "class index 0..K-1"
+    expected = _predicted_ids(tmp_path, "folder", root, ckpt, images)
+    for path in sub.iterdir():
+        np.testing.assert_array_equal(np.array(Image.open(path)), expected[path.stem])
 
 
 def test_labelled_split_and_existing_folder(tmp_path: Path) -> None:
