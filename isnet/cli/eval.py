@@ -5,7 +5,7 @@ Examples::
     python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=isnet_resnet50os8_ade20k.pth
     python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=model.pth ms_flip=true trainer=ddp
     python scripts/eval.py experiment=demo ckpt=runs/demo/<run>/checkpoints/last.ckpt
-    python scripts/eval.py experiment=isnet_r50_d8_cityscapes ckpt=model.pth data.test_split=test format_only=true
+    python scripts/eval.py experiment=isnet_r50_d8_cityscapes ckpt=model.pth +data.test_split=test format_only=true
 
 ``ckpt`` may be our checkpoint, a Lightning ``.ckpt`` of this project, a released sssegmentation ``.pth`` or a
 model-zoo name. Evaluation uses the data's test split (the reference's evaluation split) and, with
@@ -181,7 +181,8 @@ def write_submission(
     split = getattr(datamodule, "test_split", None)
     result: dict[str, Any] = {
         "format_dir": str(folder.resolve()),
-        "files": len(list(folder.glob("*.png"))) if trainer.is_global_zero else len(writer.written),
+        # this process's files; under DDP rank 0 counts the folder's PNGs (every rank has written its share)
+        "files": len(writer.written) if trainer.world_size == 1 else len(list(folder.glob("*.png"))),
         "format": submission_format(dataset),
         "checkpoint": str(Path(ckpt).resolve()),
         "ema": bool(cfg.get("ema", False)),
