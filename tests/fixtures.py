@@ -114,9 +114,15 @@ def _write_list(path: Path, ids: Sequence[str]) -> None:
 
 
 def write_ade20k(
-    root: str | Path, n_train: int = 3, n_val: int = 2, with_lists: bool = True, seed: int = 0
+    root: str | Path,
+    n_train: int = 3,
+    n_val: int = 2,
+    with_lists: bool = True,
+    seed: int = 0,
+    n_test: int = 0,
 ) -> Path:
-    """Write ``<root>/ADEChallengeData2016`` (images/annotations training/validation, id lists).
+    """Write ``<root>/ADEChallengeData2016`` (images/annotations training/validation, id lists); ``n_test``
+    unlabelled ``images/testing/ADE_test_<id>.jpg`` as in the challenge's ``release_test``.
 
     Labels use raw ids 0..150 (0 = "other", ignored after reduce-zero-label).
 
@@ -139,6 +145,8 @@ def write_ade20k(
             ids.append(sample_id)
         if with_lists:
             _write_list(base / f"{split}.txt", ids)
+    for i in range(n_test):
+        _write_sample(base / "images" / "testing" / f"ADE_test_{i + 1:08d}.jpg", None, i, values, rng)
     return root
 
 
@@ -149,8 +157,10 @@ def write_cityscapes(
     label_ids: bool = True,
     train_ids: bool = False,
     seed: int = 0,
+    n_test: int = 0,
 ) -> Path:
-    """Write ``leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and ``gtFine/...`` labels.
+    """Write ``leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`` and ``gtFine/...`` labels, and ``n_test``
+    unlabelled ``leftImg8bit/test/<city>/*_leftImg8bit.png`` (no ``gtFine/test``).
 
     Labels cover every Cityscapes label id 0..33 (19 of them are train ids); ``train_ids`` also writes
     ``*_gtFine_labelTrainIds.png`` computed with the official table.
@@ -163,7 +173,7 @@ def write_cityscapes(
     root = Path(root)
     rng = np.random.default_rng(seed)
     values = list(range(34))
-    cities = {"train": ["aachen", "bochum"], "val": ["frankfurt"]}
+    cities = {"train": ["aachen", "bochum"], "val": ["frankfurt"], "test": ["berlin", "bielefeld"]}
     for split, n in (("train", n_train), ("val", n_val)):
         for i in range(n):
             city = cities[split][i % len(cities[split])]
@@ -180,6 +190,10 @@ def write_cityscapes(
                 _write_png_label(
                     root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png", lut[label]
                 )
+    for i in range(n_test):
+        city = cities["test"][i % 2]
+        image = root / "leftImg8bit" / "test" / city / f"{city}_{i:06d}_{19 + i:06d}_leftImg8bit.png"
+        _write_sample(image, None, i, values, rng)
     return root
 
 

@@ -5,11 +5,16 @@ Examples::
     python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=isnet_resnet50os8_ade20k.pth
     python scripts/eval.py experiment=isnet_r50_d8_ade20k ckpt=model.pth ms_flip=true trainer=ddp
     python scripts/eval.py experiment=demo ckpt=runs/demo/<run>/checkpoints/last.ckpt
+    python scripts/eval.py experiment=isnet_r50_d8_cityscapes ckpt=model.pth +data.test_split=test format_only=true
 
 ``ckpt`` may be our checkpoint, a Lightning ``.ckpt`` of this project, a released sssegmentation ``.pth`` or a
 model-zoo name. Evaluation uses the data's test split (the reference's evaluation split) and, with
 ``ms_flip=true``, the experiment's multi-scale + flip settings. With ``plots=true`` a per-class IoU bar chart
 and the row-normalised confusion matrix are written next to the JSON (or into ``plots_dir``).
+
+With ``format_only=true`` nothing is scored: the same test-time inference predicts every image of the split
+(labelled or not) and :mod:`isnet.cli.submission` writes one PNG per image into ``format_dir`` in the
+benchmark server's format (Cityscapes labelIds, ADE20k class id + 1, else class indices).
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ from omegaconf import DictConfig, OmegaConf
 import isnet
 import isnet.hub
 from isnet.cli import CONFIG_DIR, one_line_errors
-from isnet.cli.utils import build_module
+from isnet.cli.submission import SubmissionWriter, prepare_submission_dir, submission_format, submission_lut
+from isnet.cli.utils import build_module, is_child_process
 from isnet.errors import ConfigError, DataError
 from isnet.inference import InferenceConfig, test_settings
 from isnet.inference.auto import peak_memory
 from isnet.utils.io import write_json
 from isnet.viz import confusion_matrix_figure, per_class_iou_figure, save_figure
 
-__all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plots"]
+__all__ = ["evaluate", "inference_settings", "main", "print_results", "write_plots", "write_submission"]
 
 
 def inference_settings(cfg: DictConfig) -> InferenceConfig:
@@ -104,6 +110,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         compile=compile_setting(cfg),
     )
     module.model.load_state_dict(network.state_dict(), strict=True)
+    if cfg.get("format_only", False):
+        return write_submission(cfg, module, datamodule, ckpt, start)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False
     )
@@ -149,6 +157,51 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+def write_submission(
+    cfg: DictConfig, module: Any, datamodule: Any, ckpt: str, start: float
+) -> dict[str, Any]:
+    """``format_only=true``: predict the test split with the evaluation's test-time settings and write the
+    benchmark-server PNGs into ``format_dir`` (refused if it holds files, unless ``format_overwrite=true``).
+
+    Returns:
+        ``{"format_dir", "files", "format", "checkpoint", "dataset", "split", "inference", ...}``; no scores.
+    """
+    dataset = getattr(datamodule, "name", "segmentation")
+    lut = submission_lut(dataset, datamodule.num_classes)
+    overwrite = bool(cfg.get("format_overwrite", False))
+    folder = Path(str(cfg.format_dir))
+    if not is_child_process():  # checked once, before the long run (DDP ranks start after this)
+        prepare_submission_dir(folder, overwrite)
+    writer = SubmissionWriter(folder, lut, overwrite=overwrite)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=False, callbacks=[writer], enable_checkpointing=False
+    )
+    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    trainer.strategy.barrier()  # every rank has written its images
+    split = getattr(datamodule, "test_split", None)
+    result: dict[str, Any] = {
+        "format_dir": str(folder.resolve()),
+        # this process's files; under DDP rank 0 counts the folder's PNGs (every rank has written its share)
+        "files": len(writer.written) if trainer.world_size == 1 else len(list(folder.glob("*.png"))),
+        "format": submission_format(dataset),
+        "checkpoint": str(Path(ckpt).resolve()),
+        "ema": bool(cfg.get("ema", False)),
+        "experiment": cfg.get("experiment_name"),
+        "dataset": dataset,
+        "split": split,
+        "inference": module.hparams.test_inference,
+        "ms_flip": bool(module.test_suffix),
+        "elapsed_s": round(time.time() - start, 1),
+    }
+    if trainer.is_global_zero:
+        print(
+            f"Wrote {result['files']} PNGs ({result['format']}) of {dataset} split '{split}' to {folder.resolve()}"
+        )
+        if dataset == "cityscapes":
+            print(f"For the server: cd {folder.resolve()} && zip -q ../{folder.name}.zip *.png")
+    return result
+
+
 def write_plots(
     folder: str | Path, iou: dict[str, float], confmat: torch.Tensor | None, class_names: list[str]
 ) -> dict[str, Path]:
@@ -189,8 +242,8 @@ def print_results(result: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 @one_line_errors
 def main(cfg: DictConfig) -> float:
-    """Console entry point ``isnet-eval`` / ``scripts/eval.py``."""
-    return evaluate(cfg)["mIoU"]
+    """Console entry point ``isnet-eval`` / ``scripts/eval.py``; returns the mIoU (``None`` with format_only)."""
+    return evaluate(cfg).get("mIoU")
 
 
 if __name__ == "__main__":

@@ -430,7 +430,8 @@ class FileSegDataModule(SegDataModule):
         return self.lut
 
     def list_samples(self, split: str) -> list[SegSample]:
-        """All image/label pairs of ``split`` (raising if the layout is missing or a label is absent)."""
+        """All image/label pairs of ``split`` (raising if the layout is missing or a label is absent); a split
+        whose label folder does not exist (a benchmark's test split) gives samples with ``label=None``."""
         raise NotImplementedError
 
     def expected_layout(self) -> str:
@@ -453,10 +454,13 @@ class FileSegDataModule(SegDataModule):
                 raise self.missing(f"split {split!r} folder {folder}" if split else f"folder {folder}")
 
     def make_dataset(self, split: str, train: bool) -> Dataset:
-        """A :class:`SegFileDataset` over the split's files (a ``DataError`` if there are none)."""
+        """A :class:`SegFileDataset` over the split's files (a ``DataError`` if there are none, or if a train
+        split has no labels; an unlabelled evaluation split can be predicted: ``scripts/eval.py format_only=true``)."""
         samples = self.list_samples(split)
         if not samples:
             raise DataError(f"{self.name}: split {split!r} is empty; {self.expected_layout()}")
+        if train and any(sample.label is None for sample in samples):
+            raise DataError(f"{self.name}: split {split!r} has no labels and cannot be trained on")
         transform = self.build_train_transform() if train else self.build_test_transform()
         return SegFileDataset(
             samples,

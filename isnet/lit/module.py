@@ -299,18 +299,21 @@ class ISNetModule(pl.LightningModule):
         if masks is None:
             raise DataError(
                 f"the {stage} batch has no 'mask': this split has no labels and cannot be evaluated "
-                "(use scripts/predict.py for unlabelled images)"
+                "(scripts/eval.py format_only=true writes its predictions, e.g. for a benchmark server)"
             )
         images = batch["image"]
         if isinstance(images, Tensor) and isinstance(masks, Tensor):
             pairs = [(images, masks)]  # one call for the whole batch: all images and labels share a size
         else:
             pairs = [(img.unsqueeze(0), mask.unsqueeze(0)) for img, mask in zip(images, masks, strict=True)]
-        predict = self.eval_model().predict_logits
         config = self.test_inference_config if stage == "test" else self.inference_config
         for image, mask in pairs:
-            scores = run_inference(predict, image, mask.shape[-2:], config, self.flip_pairs)
-            metric.update(scores.argmax(dim=1), mask)
+            metric.update(self._segment(image, mask.shape[-2:], config), mask)
+
+    def _segment(self, images: Tensor, size: Sequence[int], config: InferenceConfig) -> Tensor:
+        """Class ids ``(B, H, W)`` at the original ``size`` of ``images`` ``(B, 3, h, w)`` under ``config``."""
+        scores = run_inference(self.eval_model().predict_logits, images, size, config, self.flip_pairs)
+        return scores.argmax(dim=1)
 
     def eval_model(self) -> InferenceModel:
         """The fast copy of the network for this evaluation epoch, built on its first batch (under the trainer's
@@ -324,7 +327,7 @@ class ISNetModule(pl.LightningModule):
     def _drop_eval_model(self) -> None:
         self.__dict__["_eval_model"] = None  # rebuilt from the trained weights at the next evaluation
 
-    on_validation_epoch_start = on_test_epoch_start = _drop_eval_model
+    on_validation_epoch_start = on_test_epoch_start = on_predict_epoch_start = _drop_eval_model
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Predict at the original label size and accumulate the confusion matrix."""
@@ -333,6 +336,17 @@ class ISNetModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """As :meth:`validation_step`, with the test-time settings."""
         self._evaluate(batch, self.test_iou, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Class ids of each image at its original size (the batch's ``size``), with the test-time settings of
+        :meth:`test_step`; labels are not needed. Returns ``{"name": [...], "pred": [(H, W) int64, ...]}``."""
+        images, sizes = batch["image"], [tuple(size.tolist()) for size in batch["size"]]
+        if isinstance(images, Tensor) and len(set(sizes)) == 1:
+            preds = list(self._segment(images, sizes[0], self.test_inference_config))
+        else:
+            preds = [self._segment(img.unsqueeze(0), size, self.test_inference_config)[0]
+                     for img, size in zip(images, sizes, strict=True)]  # fmt: skip
+        return {"name": list(batch["name"]), "pred": preds}
 
     def _log_epoch(self, name: str, value: Tensor | float) -> None:
         # The value is already global (the metric's compute() all-reduces its confusion matrix), so the

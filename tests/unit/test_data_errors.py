@@ -57,8 +57,8 @@ def test_missing_split_folder(tmp_path):
 
 
 def test_unknown_split(tmp_path):
-    dm = fx.datamodule("ade20k", fx.write_ade20k(tmp_path), val_split="test")
-    with pytest.raises(ValueError, match=r"split.*'test'"):
+    dm = fx.datamodule("ade20k", fx.write_ade20k(tmp_path), val_split="trainval")
+    with pytest.raises(ValueError, match=r"split.*'trainval'"):
         dm.setup("validate")
 
 

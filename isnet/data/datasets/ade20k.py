@@ -17,11 +17,12 @@ from isnet.errors import ConfigError
 
 __all__ = ["ADE20kDataModule", "find_ade20k_root"]
 
-_SPLIT_DIRS = {"train": "training", "val": "validation"}
+_SPLIT_DIRS = {"train": "training", "val": "validation", "test": "testing"}
 _LAYOUT = (
     "ADEChallengeData2016/images/{training,validation}/<id>.jpg and "
     "ADEChallengeData2016/annotations/{training,validation}/<id>.png "
-    "(optional id lists ADEChallengeData2016/{train,val}.txt); root may be ADEChallengeData2016 itself "
+    "(optional id lists ADEChallengeData2016/{train,val}.txt), for the benchmark's test split the unlabelled "
+    "ADEChallengeData2016/images/testing/ADE_test_<id>.jpg; root may be ADEChallengeData2016 itself "
     "or the folder that contains it"
 )
 
@@ -47,12 +48,18 @@ class ADE20kDataModule(FileSegDataModule, dataset="ade20k"):
     prepare_script = "scripts/prepare_ade20k.py"
 
     def list_samples(self, split: str) -> list[SegSample]:
-        """Pairs of ``split`` ("train" or "val"), from ``<split>.txt`` if present, else the folder."""
+        """Pairs of ``split`` ("train", "val" or "test"), from ``<split>.txt`` if present, else the folder; the
+        ``test`` split (``images/testing``, the challenge's ``release_test``) has no labels unless
+        ``annotations/testing`` exists."""
         if split not in _SPLIT_DIRS:
             raise ConfigError(f"ADE20k split must be one of {sorted(_SPLIT_DIRS)}, got {split!r}.")
         base = find_ade20k_root(self.root) or self.root / "ADEChallengeData2016"
         image_dir = base / "images" / _SPLIT_DIRS[split]
-        label_dir = base / "annotations" / _SPLIT_DIRS[split]
-        self.require(image_dir, label_dir, split=split)
+        label_dir: Path | None = base / "annotations" / _SPLIT_DIRS[split]
+        if split == "test" and not label_dir.is_dir():
+            label_dir = None
+        self.require(image_dir, *([label_dir] if label_dir else []), split=split)
         list_file = base / f"{split}.txt"
-        return list_pairs(image_dir, label_dir, ids=read_id_list(list_file), list_file=list_file)
+        ids = read_id_list(list_file)
+        ids = None if ids is None else [i.removesuffix(".jpg") for i in ids]
+        return list_pairs(image_dir, label_dir, ids=ids, list_file=list_file)

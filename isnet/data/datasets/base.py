@@ -41,10 +41,11 @@ _PNG_IEND = b"IEND"
 
 @dataclass(frozen=True)
 class SegSample:
-    """One image/label pair on disk; ``name`` is the sample id in logs (e.g. ``ADE_val_00000001``)."""
+    """One image/label pair on disk; ``name`` is the sample id in logs (e.g. ``ADE_val_00000001``); ``label`` is
+    ``None`` for an image of an unlabelled split (the test splits of Cityscapes and ADE20k)."""
 
     image: Path
-    label: Path
+    label: Path | None
     name: str
 
 
@@ -196,8 +197,9 @@ class SegDataset(Dataset):
     mean: Sequence[float] = IMAGENET_MEAN_255
     std: Sequence[float] = IMAGENET_STD_255
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sample ``index`` untransformed: (H, W, 3) uint8 RGB and (H, W) uint8 train ids, 255 = ignore."""
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sample ``index`` untransformed: (H, W, 3) uint8 RGB and (H, W) uint8 train ids, 255 = ignore
+        (``None`` for an image without a label)."""
         raise NotImplementedError
 
     def sample_name(self, index: int) -> str:
@@ -213,9 +215,16 @@ class SegDataset(Dataset):
         """Sample ``key``: an index, or ``(index, seed)`` as the train sampler yields
         (:class:`isnet.data.TrainSampler`): the train transform is then seeded with ``seed`` first, so the
         augmentation is a function of the key alone, whichever process or worker draws it. With a bare index
-        the transform continues its own random stream."""
+        the transform continues its own random stream.
+
+        An evaluation sample also holds ``size``, the original ``(H, W)`` that predictions are resized to; an
+        image without a label (:meth:`load` returned ``None``) has no ``mask`` and can only be predicted.
+        """
         index, seed = key if isinstance(key, tuple) else (key, None)
         image, mask = self.load(index)
+        name, size = self.sample_name(index), torch.tensor(image.shape[:2])
+        if mask is None and self.train:
+            raise DataError(f"sample {name} has no label and cannot be trained on")
         if self.transform is None:
             image = normalize(image, self.mean, self.std)
         elif self.train:
@@ -225,7 +234,10 @@ class SegDataset(Dataset):
             image, mask = out["image"], out["mask"]
         else:
             image = self.transform(image=image)["image"]
-        return {"image": image, "mask": torch.as_tensor(mask).long(), "name": self.sample_name(index)}
+        sample = {"image": image, "name": name} if mask is None else {
+            "image": image, "mask": torch.as_tensor(mask).long(), "name": name
+        }  # fmt: skip
+        return sample if self.train else {**sample, "size": size}
 
 
 @dataclass(eq=False, repr=False)
@@ -256,10 +268,12 @@ class SegFileDataset(SegDataset):
     def sample_name(self, index: int) -> str:
         return self.samples[index].name
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Read, map and check one sample without transforming it."""
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Read, map and check one sample without transforming it (the label is ``None`` if it has none)."""
         sample = self.samples[index]
         image = read_image(sample.image)
+        if sample.label is None:
+            return image, None
         raw = self.label_reader(sample.label)
         if raw.shape != image.shape[:2]:
             raise DataError(

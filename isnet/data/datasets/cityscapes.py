@@ -62,21 +62,30 @@ class CityscapesDataModule(FileSegDataModule, dataset="cityscapes"):
 
     def label_lut(self, samples: list[SegSample]) -> np.ndarray:
         """Train-id files pass through; labelIds files go through the official table (``lut``)."""
-        if samples and samples[0].label.name.endswith("_gtFine_labelTrainIds.png"):
+        if (
+            samples
+            and samples[0].label is not None
+            and samples[0].label.name.endswith("_gtFine_labelTrainIds.png")
+        ):
             return _TRAINID_LUT
         return self.lut
 
     def list_samples(self, split: str) -> list[SegSample]:
-        """Pairs of ``split``, choosing labelTrainIds or labelIds files (and the matching table)."""
+        """Pairs of ``split``, choosing labelTrainIds or labelIds files (and the matching table); the ``test``
+        split may come without ``gtFine/test`` (images only, for ``scripts/eval.py format_only=true``)."""
         image_dir = self.root / "leftImg8bit" / split
         label_dir = self.root / "gtFine" / split
-        self.require(image_dir, label_dir, split=split)
+        self.require(image_dir, *([label_dir] if split != "test" else []), split=split)
         list_file: Path | None = self.root / f"{split}.txt"
         ids = read_id_list(list_file)
         if ids is None:
             list_file, found = None, image_dir.glob("*/*_leftImg8bit.png")
             ids = sorted(str(p.relative_to(image_dir)).removesuffix(".png") for p in found)
         ids = [i.removesuffix(".png") for i in ids]
+        if (
+            not label_dir.is_dir()
+        ):  # the test split without gtFine/test: images only, for the benchmark server
+            return list_pairs(image_dir, None, ids=ids, image_suffix=".png", list_file=list_file)
         label_type = self.label_type
         if label_type == "auto":
             has_train_ids = all(

@@ -116,23 +116,25 @@ class FolderDataModule(FileSegDataModule, dataset="folder"):
         self.val_fraction = float(val_fraction)
         self.split_seed = int(split_seed)
 
-    def _pairs(self, image_dir: Path, mask_dir: Path) -> list[SegSample]:
+    def _pairs(self, image_dir: Path, mask_dir: Path | None) -> list[SegSample]:
         samples = []
         for image in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            mask = mask_dir / f"{image.stem}.png"
-            if not mask.is_file():
+            mask = None if mask_dir is None else mask_dir / f"{image.stem}.png"
+            if mask is not None and not mask.is_file():
                 raise FileNotFoundError(f"Image {image} has no mask: expected {mask}.")
             samples.append(SegSample(image=image, label=mask, name=image.stem))
         return samples
 
     def list_samples(self, split: str) -> list[SegSample]:
-        """Pairs of ``split`` from split folders, or a seeded ``val_fraction`` split of the flat folder."""
+        """Pairs of ``split`` from split folders (``images/<split>`` without ``masks/<split>``: unlabelled), or a
+        seeded ``val_fraction`` split of the flat folder."""
         image_root, mask_root = self.root / "images", self.root / "masks"
         self.require(image_root, mask_root)
         if (image_root / "train").is_dir():
             image_dir, mask_dir = image_root / split, mask_root / split
-            self.require(image_dir, mask_dir, split=split)
-            return self._pairs(image_dir, mask_dir)
+            self.require(image_dir, split=split)
+            # a split folder of images without its masks folder is unlabelled: it can only be predicted
+            return self._pairs(image_dir, mask_dir if mask_dir.is_dir() else None)
         if split not in ("train", "val"):
             raise ConfigError(f"Without split folders only 'train' and 'val' exist, got split {split!r}.")
         samples = self._pairs(image_root, mask_root)

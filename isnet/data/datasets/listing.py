@@ -26,7 +26,7 @@ def read_id_list(path: Path) -> list[str] | None:
 
 def list_pairs(
     image_dir: Path,
-    label_dir: Path,
+    label_dir: Path | None,
     ids: Sequence[str] | None = None,
     image_suffix: str = ".jpg",
     label_suffix: str = ".png",
@@ -36,6 +36,7 @@ def list_pairs(
     """Pair every image ``<image_dir>/<id><image_suffix>`` with its label ``<label_dir>/<stem><label_suffix>``.
 
     Args:
+        label_dir: The labels' folder; ``None`` for an unlabelled split (every sample's ``label`` is ``None``).
         ids: Ids (file stems, may contain sub-folders), in the order of the result; ``None`` lists ``image_dir``.
         label_name: Maps an image id to the label file stem (default: the same stem).
         list_file: The id list the ids came from, named in errors.
@@ -49,11 +50,11 @@ def list_pairs(
     for sample_id in ids:
         image = image_dir / f"{sample_id}{image_suffix}"
         stem = label_name(sample_id) if label_name is not None else sample_id
-        label = label_dir / f"{stem}{label_suffix}"
+        label = None if label_dir is None else label_dir / f"{stem}{label_suffix}"
         if not image.is_file():
             source = f" (listed in {list_file})" if list_file is not None else ""
             raise FileNotFoundError(f"Image {image}{source} not found; its label would be {label}.")
-        if not label.is_file():
+        if label is not None and not label.is_file():
             raise FileNotFoundError(f"Image {image} has no label: expected {label}.")
         samples.append(SegSample(image=image, label=label, name=Path(sample_id).name))
     return samples
