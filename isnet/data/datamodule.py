@@ -145,6 +145,13 @@ class _DeferredIterator:
             self._iterator = self._start()
         return next(self._iterator)
 
+    def __getattr__(self, name: str) -> Any:
+        # everything else (e.g. _shutdown_workers) is the started DataLoader iterator's
+        iterator = self.__dict__.get("_iterator")
+        if iterator is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before its first batch")
+        return getattr(iterator, name)
+
     def __getstate__(self) -> dict[str, Any]:
         # a started multi-process DataLoader iterator cannot be pickled (Lightning drops those too)
         return {"_start": self._start, "_iterator": None}
