@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_checkpoint": "isnet.checkpoint",
     "optimize_for_inference": "isnet.accel",
     "save_checkpoint": "isnet.checkpoint",
+    "Segmenter": "isnet.segmenter",
     "RECIPES": "isnet.meta",
     "recipe": "isnet.meta",
     "dataset_info": "isnet.meta",
