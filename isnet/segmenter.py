@@ -110,6 +110,11 @@ def model_recipe(model: ISNet | InferenceModel) -> str | None:
     return None
 
 
+def _output_files(folder: str | os.PathLike, name: str, labels: bool) -> dict[str, Path]:
+    kinds = ["mask", "overlay"] + (["labels"] if labels else [])
+    return {kind: Path(folder) / f"{name}_{kind}.png" for kind in kinds}
+
+
 def _as_rgb(image: Any, what: str) -> np.ndarray:
     """A PIL image or a uint8 array (H x W grey, H x W x 1, x 3 RGB, x 4 RGBA) as a uint8 (H, W, 3) RGB array."""
     try:
@@ -173,9 +178,7 @@ class Prediction:
     def targets(self, folder: str | os.PathLike, labels: bool = True) -> dict[str, Path]:
         """The files :meth:`save` writes: ``<name>_mask.png`` (colours), ``<name>_overlay.png`` and, with
         ``labels`` and at most 256 classes, ``<name>_labels.png`` (class ids as grey values)."""
-        folder = Path(folder)
-        kinds = ["mask", "overlay"] + (["labels"] if labels and len(self.class_names) <= 256 else [])
-        return {kind: folder / f"{self.name}_{kind}.png" for kind in kinds}
+        return _output_files(folder, self.name, labels and len(self.class_names) <= 256)
 
     def save(
         self, folder: str | os.PathLike, alpha: float = 0.5, labels: bool = True, overwrite: bool = False
@@ -336,12 +339,9 @@ class Segmenter:
         for _, stem in sources:  # the same file name in two folders of a glob gets a suffix
             names.append(f"{stem}_{len(names)}" if stem in names else stem)
         if output_dir is not None and not overwrite:  # refuse before anything is written
-            dummy = Prediction(
-                np.zeros((1, 1), np.int64), np.zeros((1, 1, 3), np.uint8), [], self.class_names
-            )
+            with_labels = labels and len(self.class_names) <= 256
             for name in names:
-                dummy.name = name
-                taken = [p for p in dummy.targets(output_dir, labels).values() if p.exists()]
+                taken = [p for p in _output_files(output_dir, name, with_labels).values() if p.exists()]
                 if taken:
                     raise FileExistsError(
                         f"{taken[0]} already exists; choose another output folder or overwrite"
