@@ -25,6 +25,7 @@ _EXPORTS = {
     "push_to_hub": "isnet.hf",
     "save_checkpoint": "isnet.checkpoint",
     "save_pretrained": "isnet.hf",
+    "Segmenter": "isnet.segmenter",
     "RECIPES": "isnet.meta",
     "recipe": "isnet.meta",
     "dataset_info": "isnet.meta",

@@ -114,11 +114,12 @@ def overlay(
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image as PNG atomically (folders are created)."""
+def save_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = True) -> Path:
+    """Write a uint8 RGB ``(H, W, 3)`` or grey ``(H, W)`` image as PNG atomically (folders are created);
+    ``overwrite=False``: a FileExistsError instead of replacing an existing file."""
     from PIL import Image
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp)
     return Path(path)
 

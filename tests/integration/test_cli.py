@@ -145,6 +145,30 @@ def test_predict_folder_and_glob(our_checkpoint: Path, tmp_path: Path) -> None:
     assert len(records) == 1 and (tmp_path / "out2" / "img1_overlay.png").is_file()
 
 
+def test_predict_video_and_refusal_to_overwrite(our_checkpoint: Path, tmp_path: Path) -> None:
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (40, 30))
+    for frame in _write_images(tmp_path / "frames", 3):
+        writer.write(cv2.imread(str(frame)))
+    writer.release()
+    out = tmp_path / "out"
+    args = [f"ckpt={our_checkpoint}", f"input={tmp_path / 'clip.avi'}", f"output_dir={out}", "batch_size=2"]
+    (record,) = predict(tiny_config("predict", tmp_path, args, tiny=False))
+    assert record["frames"] == 3 and record["overlay"] == str(out / "clip_overlay.avi")
+    capture = cv2.VideoCapture(record["overlay"])
+    assert (
+        int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 40
+    )
+    capture.release()
+    # an output folder holding a previous prediction is refused unless force=true
+    images = [f"ckpt={our_checkpoint}", f"input={tmp_path / 'frames'}", f"output_dir={tmp_path / 'again'}"]
+    predict(tiny_config("predict", tmp_path, images, tiny=False))
+    with pytest.raises(FileExistsError, match=re.escape(str(tmp_path / "again"))):
+        predict(tiny_config("predict", tmp_path, images, tiny=False))
+    assert len(predict(tiny_config("predict", tmp_path, [*images, "force=true"], tiny=False))) == 3
+
+
 def test_predict_input_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nothing*.jpg"))):
         list_images(str(tmp_path / "nothing*.jpg"))

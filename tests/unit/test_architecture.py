@@ -26,11 +26,12 @@ ALLOWED = {
     "accel": {"models"},
     "inference": {"meta", "models", "utils"},
     "metrics": set(),
+    "segmenter": {"accel", "checkpoint", "errors", "hub", "inference", "meta", "models", "utils", "viz"},
     "data": {"errors", "meta", "utils"},
     "lit": {"accel", "errors", "inference", "meta", "metrics", "models", "utils", "viz"},
     "cli": {
         "accel", "checkpoint", "convert", "data", "errors", "export", "hf", "hub", "inference", "isnet", "lit",
-        "meta", "metrics", "models", "utils", "viz",
+        "meta", "metrics", "models", "segmenter", "utils", "viz",
     },
 }  # fmt: skip
 

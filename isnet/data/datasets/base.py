@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -21,6 +20,7 @@ from torch.utils.data import Dataset
 
 from isnet.errors import DataError
 from isnet.meta import IGNORE_INDEX, IMAGENET_MEAN_255, IMAGENET_STD_255
+from isnet.utils.image import check_not_truncated, normalize, read_image  # home: isnet.utils.image
 
 __all__ = [
     "SegSample",
@@ -33,11 +33,6 @@ __all__ = [
     "normalize",
 ]
 
-_JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND"
-
 
 @dataclass(frozen=True)
 class SegSample:
@@ -47,42 +42,6 @@ class SegSample:
     image: Path
     label: Path | None
     name: str
-
-
-def _check_not_truncated(path: Path, data: bytes) -> None:
-    """Raise if a JPEG/PNG byte stream misses its end marker.
-
-    OpenCV decodes a truncated JPEG into a partly grey image with only a warning on stderr, so a cut-off
-    download would silently train on garbage. Checking the end marker costs nothing.
-    """
-    if data[:2] == _JPEG_SOI:
-        # Some encoders append padding after EOI; look in the tail rather than at the last two bytes.
-        if _JPEG_EOI not in data[-4096:]:
-            raise OSError(f"Cannot read image {path}: the JPEG file is truncated (no end-of-image marker).")
-    elif data[:8] == _PNG_SIGNATURE:
-        if _PNG_IEND not in data[-64:]:
-            raise OSError(f"Cannot read image {path}: the PNG file is truncated (no IEND chunk).")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as an (H, W, 3) uint8 RGB array exactly as ``cv2.imread`` decodes it.
-
-    ``cv2.imdecode`` with ``IMREAD_COLOR`` applies the EXIF orientation like ``cv2.imread`` (the
-    reference's reader), so pixels match the reference; reading the bytes ourselves lets us detect
-    truncated files and non-ASCII paths. Raises ``FileNotFoundError``, or ``OSError`` for an empty,
-    truncated or undecodable file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Image file not found: {path}")
-    data = path.read_bytes()
-    if not data:
-        raise OSError(f"Cannot read image {path}: the file is empty.")
-    _check_not_truncated(path, data)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"Cannot read image {path}: OpenCV could not decode it (corrupt or not an image).")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
@@ -112,7 +71,7 @@ def read_label(path: str | Path, mat_key: str = "S") -> np.ndarray:
         data = path.read_bytes()
         if not data:
             raise OSError(f"Cannot read label {path}: the file is empty.")
-        _check_not_truncated(path, data)
+        check_not_truncated(path, data)
         try:
             with Image.open(path) as img:
                 if img.mode not in ("L", "P", "I", "I;16", "1"):
@@ -174,12 +133,6 @@ def check_label_values(
             f"after mapping: {shown}. Check that the dataset and its label format match "
             f"(e.g. Cityscapes labelIds vs labelTrainIds)."
         )
-
-
-def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """An RGB uint8 (H, W, 3) image as the network's input: ``(pixel - mean) / std`` (0-255 units), (3, H, W)."""
-    mean_, std_ = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(((image.astype(np.float32) - mean_) / std_).transpose(2, 0, 1).copy())
 
 
 class SegDataset(Dataset):

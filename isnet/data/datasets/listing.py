@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from isnet.data.datasets.base import SegSample
+from isnet.utils.image import IMAGE_SUFFIXES  # home: isnet.utils.image
 
 __all__ = ["read_id_list", "list_pairs", "IMAGE_SUFFIXES"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def read_id_list(path: Path) -> list[str] | None:

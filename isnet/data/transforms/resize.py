@@ -15,6 +15,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from isnet.utils.image import rescaled_size
 from isnet.utils.pairs import as_pair
 
 __all__ = ["RandomResizeRatio"]
@@ -57,12 +58,7 @@ class RandomResizeRatio(A.DualTransform):
         """Turn the ratio into the output ``(h, w)`` of this image (see the module docstring)."""
         height, width = params["shape"][:2]
         target = (int(self.scale[0] * params["ratio"]), int(self.scale[1] * params["ratio"]))
-        if self.keep_ratio:
-            scale = min(max(target) / max(height, width), min(target) / min(height, width))
-            # At least 1 pixel: for extreme aspect ratios (e.g. 1x4097) the reference rounds a side to 0 and crashes.
-            return {"out_hw": (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))}
-        # The reference puts the long target side along the image's long side (portrait if h > w).
-        return {"out_hw": (max(target), min(target)) if height > width else (min(target), max(target))}
+        return {"out_hw": rescaled_size(height, width, target, self.keep_ratio)}
 
     def apply(self, img: np.ndarray, out_hw: tuple[int, int], **params: Any) -> np.ndarray:
         return cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
