@@ -24,6 +24,7 @@ ALLOWED = {
     "export": {"meta", "models", "utils"},
     "accel": {"models"},
     "inference": {"meta", "models", "utils"},
+    "inspect": {"data", "meta", "models"},
     "metrics": set(),
     "data": {"errors", "meta", "utils"},
     "lit": {"accel", "errors", "inference", "meta", "metrics", "models", "utils", "viz"},
