@@ -25,7 +25,7 @@ ALLOWED = {
     "export": {"meta", "models", "utils"},
     "accel": {"models"},
     "inference": {"meta", "models", "utils"},
-    "inspect": {"data", "meta", "models"},
+    "inside": {"data", "meta", "models"},
     "metrics": set(),
     "segmenter": {"accel", "checkpoint", "errors", "hub", "inference", "meta", "models", "utils", "viz"},
     "data": {"errors", "meta", "utils"},

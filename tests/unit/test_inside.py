@@ -1,4 +1,4 @@
-"""isnet.inspect shows the network's own predictions and attention: the logits are the model's, the attention
+"""isnet.inside shows the network's own predictions and attention: the logits are the model's, the attention
 rows sum to 1 and, weighted over the values, give back what the attention blocks computed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from isnet.data.datasets.base import normalize
-from isnet.inspect import as_model_input, inspect_isnet
+from isnet.inside import as_model_input, inspect_isnet
 from isnet.meta import IMAGENET_MEAN_255, IMAGENET_STD_255
 from isnet.models import ISNet
 

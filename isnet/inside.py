@@ -13,7 +13,7 @@ modules compute (the query, key and value projections and the attended values be
 attention weights are then recomputed from those projections as the block computes them, ``softmax(q k^T /
 sqrt(T))``, with ``log(pixel count)`` added per centre in the SLC's grouped eval path. Their product with the
 values reproduces the recorded attended values, so the maps are the ones the model uses
-(``tests/unit/test_inspect.py``).
+(``tests/unit/test_inside.py``).
 """
 
 from __future__ import annotations
