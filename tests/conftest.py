@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,12 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed() -> Iterator[None]:
     torch.manual_seed(0)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    # a Trainer(deterministic=True) switches this process-wide setting on and leaves it on
+    torch.use_deterministic_algorithms(deterministic)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -38,12 +38,15 @@ def _predicted_ids(
     tmp_path: Path, data: str, root: Path, ckpt: Path, images: list[Path]
 ) -> dict[str, np.ndarray]:
     """Class ids of ``scripts/predict.py`` (a separate code path) for each image stem."""
-    out = tmp_path / "predict"
     for image in images:
+        out = tmp_path / "predict" / image.stem  # one folder per call: predict never replaces its own files
         cfg = tiny_config("predict", out, [f"data={data}", f"data.root={root}", f"ckpt={ckpt}",
                                            f"input={image}", f"output_dir={out}", *DATA], tiny=False)  # fmt: skip
         predict(cfg)
-    return {image.stem: np.array(Image.open(out / f"{image.stem}_labels.png")) for image in images}
+    return {
+        im.stem: np.array(Image.open(tmp_path / "predict" / im.stem / f"{im.stem}_labels.png"))
+        for im in images
+    }
 
 
 def test_cityscapes_test_split_writes_label_ids(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -94,7 +94,7 @@ def test_wandb_offline_and_mlflow_runs_are_written_without_network(tmp_path: Pat
     last = logged[0].read_text().split("\n")[-2].split()  # "<timestamp> <value> <step>"
     assert float(last[1]) == pytest.approx(metrics["val/mIoU"], abs=1e-6)
     params = logged[0].parents[2] / "params"
-    assert (params / "lr").read_text() == "0.01"
+    assert (params / "optimizer" / "lr").read_text() == "0.01"  # nested hyper-parameters: a folder each
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 

@@ -8,9 +8,7 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.connectors.data_connector import _get_distributed_sampler
-from pytorch_lightning.trainer.states import RunningStage
-from pytorch_lightning.utilities.data import _update_dataloader
+from torch.utils.data import DistributedSampler
 
 from isnet.data import SyntheticDataModule
 from isnet.lit import PolyLR, poly_lr, steps_per_epoch
@@ -128,18 +126,17 @@ def test_estimated_stepping_batches_single_process() -> None:
 
 @pytest.mark.parametrize(("n", "batch"), [(45, 16), (37, 8), (20210 // 100, 16)])
 def test_distributed_train_loader_length_is_reference_count(n: int, batch: int) -> None:
-    """With 8 ranks, Lightning's DistributedSampler + drop_last give floor(ceil(N/W)/(B/W)) per rank."""
+    """With 8 ranks, the DataModule's DistributedSampler + drop_last give floor(ceil(N/W)/(B/W)) per rank."""
     world = 8
     for rank in range(world):
         datamodule = _tiny_datamodule(num_train=n, batch=batch)
         datamodule.trainer = SimpleNamespace(world_size=world, global_rank=rank)
         datamodule.setup("fit")
         loader = datamodule.train_dataloader()
-        sampler = _get_distributed_sampler(loader, shuffle=True, overfit_batches=0, mode=RunningStage.TRAINING,
-                                           num_replicas=world, rank=rank)  # fmt: skip
-        distributed = _update_dataloader(loader, sampler, mode=RunningStage.TRAINING)
-        assert distributed.batch_size == batch // world
-        assert len(distributed) == steps_per_epoch(n, batch, world_size=world)
+        # the DataModule's own sampler is a DistributedSampler, which Lightning keeps as it is
+        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.num_replicas == world
+        assert loader.batch_size == batch // world
+        assert len(loader) == steps_per_epoch(n, batch, world_size=world)
     # the reference's count differs from the naive floor(N / B) here
     assert steps_per_epoch(45, 16, world_size=8) == 3 != 45 // 16
 
