@@ -107,8 +107,9 @@ def model_recipe(model: ISNet | InferenceModel) -> str | None:
     return None
 
 
-def _output_files(folder: str | os.PathLike, name: str, labels: bool) -> dict[str, Path]:
-    kinds = ["mask", "overlay"] + (["labels"] if labels else [])
+def _output_files(folder: str | os.PathLike, name: str, labels: bool, num_classes: int) -> dict[str, Path]:
+    """The PNGs written for one image; the class-id PNG only with ``labels`` and at most 256 classes (8 bits)."""
+    kinds = ["mask", "overlay"] + (["labels"] if labels and num_classes <= 256 else [])
     return {kind: Path(folder) / f"{name}_{kind}.png" for kind in kinds}
 
 
@@ -175,7 +176,7 @@ class Prediction:
     def targets(self, folder: str | os.PathLike, labels: bool = True) -> dict[str, Path]:
         """The files :meth:`save` writes: ``<name>_mask.png`` (colours), ``<name>_overlay.png`` and, with
         ``labels`` and at most 256 classes, ``<name>_labels.png`` (class ids as grey values)."""
-        return _output_files(folder, self.name, labels and len(self.class_names) <= 256)
+        return _output_files(folder, self.name, labels, len(self.class_names))
 
     def save(
         self, folder: str | os.PathLike, alpha: float = 0.5, labels: bool = True, overwrite: bool = False
@@ -336,9 +337,9 @@ class Segmenter:
         for _, stem in sources:  # the same file name in two folders of a glob gets a suffix
             names.append(f"{stem}_{len(names)}" if stem in names else stem)
         if output_dir is not None and not overwrite:  # refuse before anything is written
-            with_labels = labels and len(self.class_names) <= 256
             for name in names:
-                taken = [p for p in _output_files(output_dir, name, with_labels).values() if p.exists()]
+                files = _output_files(output_dir, name, labels, len(self.class_names))
+                taken = [p for p in files.values() if p.exists()]
                 if taken:
                     raise FileExistsError(
                         f"{taken[0]} already exists; choose another output folder or overwrite"
