@@ -25,7 +25,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from isnet.errors import ConfigError
 from isnet.meta import IGNORE_INDEX, dataset_info
-from isnet.utils.io import atomic_path
+from isnet.viz import save_image
 
 __all__ = ["SubmissionWriter", "prepare_submission_dir", "submission_format", "submission_lut"]
 
@@ -100,13 +100,9 @@ class SubmissionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        from PIL import Image
-
         for name, pred in zip(prediction["name"], prediction["pred"], strict=True):
             path = self.folder / f"{name}.png"
             if name in self._names:
                 raise FileExistsError(f"two images are named {name}: {path} would be written twice")
             self._names.add(name)
-            with atomic_path(path, overwrite=self.overwrite) as tmp:
-                Image.fromarray(self.lut[pred.cpu().numpy()]).save(tmp, format="PNG")  # 2-D uint8: mode L
-            self.written.append(path)
+            self.written.append(save_image(path, self.lut[pred.cpu().numpy()], self.overwrite))  # 2-D: mode L
