@@ -174,12 +174,11 @@ class ISNetModule(pl.LightningModule):
         self.model = ISNet.from_config(model_config).set_grad_checkpointing(grad_checkpointing)
         if freeze_backbone:
             self.model.backbone.requires_grad_(False).eval()  # train() keeps it in eval mode
-        #: whether the weights came from init_from or a checkpoint (then neither on_fit_start nor setup loads any)
+        #: whether the weights came from init_from, a checkpoint or (at the start of a fit) the backbone's ImageNet
+        #: file; once set, neither setup nor on_fit_start loads anything. model_config.pretrained (the reference's
+        #: start) is read by setup("fit"), not here: load_from_checkpoint never reads it, and a resumed run's
+        #: checkpoint, restored after setup, replaces it.
         self.weights_loaded = False
-        # the backbone's ImageNet weights (model_config.pretrained, the reference's start) are read when a fit
-        # starts (setup), not here: load_from_checkpoint never reads them, and a resumed run's checkpoint,
-        # restored after setup, replaces them
-        self._pretrained_pending = model_config.get("pretrained") or False
         if param_rules is not None:
             param_groups(self.model, optimizer, param_rules)  # a prefix that matches no parameter fails here
         self.criterion = build_criterion(loss, ignore_index, loss_weights)
@@ -214,21 +213,18 @@ class ISNetModule(pl.LightningModule):
         differs (:func:`isnet.models.load_transfer`; the report is logged and returned)."""
         report = load_transfer(self.model, state, source=str(self.hparams.init_from or "state dict"))
         self.weights_loaded = True
-        self._pretrained_pending = False
         return report
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # resumed or load_from_checkpoint: the checkpoint's weights win over init_from and ImageNet weights
         self.weights_loaded = True
-        self._pretrained_pending = False
 
     def setup(self, stage: str) -> None:
         """At the start of a fit of a new network: load the backbone's ImageNet weights (``pretrained``), once."""
-        if stage != "fit" or not self._pretrained_pending:
-            return
-        if not self.weights_loaded and not self.hparams.get("init_from"):
-            self.model.load_pretrained_backbone(self._pretrained_pending)
-        self._pretrained_pending = False
+        pretrained = self.hparams.model_config.get("pretrained")
+        if stage == "fit" and pretrained and not self.weights_loaded and not self.hparams.get("init_from"):
+            self.model.load_pretrained_backbone(pretrained)
+            self.weights_loaded = True
 
     def on_fit_start(self) -> None:
         init_from = self.hparams.get("init_from")
